@@ -1,0 +1,33 @@
+# Two commands for a fresh machine (only Python 3.11 + pip needed):
+#   make fit    set up .venv if needed, then: lit-linreg fit --config configs/base.yaml
+#   make test   set up .venv if needed, then run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup fit test bench tensorboard clean
+
+# Set-up is idempotent: it reruns only when pyproject.toml or the constraints change.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint requirements/constraints.txt --editable ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+fit: setup
+	$(BIN)/lit-linreg fit --config configs/base.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
+tensorboard: setup
+	$(BIN)/tensorboard --logdir lightning_logs
+
+clean:
+	rm -rf lightning_logs checkpoints/*/ figures .pytest_cache

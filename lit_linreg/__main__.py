@@ -1,0 +1,5 @@
+"""``python -m lit_linreg`` is the same as ``lit-linreg``."""
+
+from lit_linreg.cli import main
+
+main()

@@ -1,0 +1,314 @@
+"""Data: rows held as tensors on the training device and served as slices, plus the tutorial's synthetic line.
+
+``SyntheticRegressionData`` makes y = weight·x + bias (+ noise) exactly as the tutorial does; ``RegressionDataModule``
+holds what every data source shares: the train/val/test split, device placement, sharding and the loaders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from lit_linreg.errors import UserError, require, require_finite
+
+MAX_ROWS = 500_000_000
+
+
+class EpochSampler:
+    """What Lightning calls ``set_epoch`` on at every epoch start (it looks for ``loader.sampler``); seeds the shuffle."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+class TensorBatches:
+    """Batches sliced from tensors that already live on the training device.
+
+    One iterable object, not a list (Lightning reads a list from a ``*_dataloader`` hook as several loaders). No
+    Dataset, sampler or collate: an in-order batch is a view, a shuffled one a single gather per tensor, and shuffling
+    is one permutation per epoch, seeded by (seed, epoch) so a resumed run sees the same batches. Under DDP every rank
+    takes a disjoint, equal-sized shard (the remainder rows are left out).
+    """
+
+    batch_sampler = None  # Lightning inspects ``loader.batch_sampler`` once it finds ``loader.sampler``
+
+    def __init__(
+        self,
+        tensors: Sequence[Tensor],
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.tensors = tuple(tensors)
+        self.rows = len(self.tensors[0])
+        self.shard_size = self.rows // world_size
+        self.offset = rank * self.shard_size
+        self.batch_size = max(1, min(batch_size or self.shard_size, self.shard_size))
+        self.shuffle = shuffle and self.batch_size < self.shard_size
+        self.seed = seed
+        self.sampler = EpochSampler()
+
+    def __len__(self) -> int:
+        return math.ceil(self.shard_size / self.batch_size)
+
+    def __iter__(self):
+        size, step = self.shard_size, self.batch_size
+        if not self.shuffle:
+            for start in range(self.offset, self.offset + size, step):
+                stop = min(start + step, self.offset + size)
+                yield tuple(t[start:stop] for t in self.tensors)
+            return
+        generator = torch.Generator().manual_seed((self.seed << 32) + self.sampler.epoch)
+        order = torch.randperm(self.rows, generator=generator)[self.offset : self.offset + size]
+        order = order.to(self.tensors[0].device)
+        for start in range(0, size, step):
+            index = order[start : start + step]
+            yield tuple(t.index_select(0, index) for t in self.tensors)
+
+
+class RegressionDataModule(L.LightningDataModule):
+    """Splits, device placement and loaders shared by every data source.
+
+    A subclass provides all rows through :meth:`build_rows` and the rows to predict through :meth:`build_predict_rows`.
+    ``val_split=0`` validates on the test split, as the tutorial evaluates its held-out 20 % after every epoch.
+    """
+
+    standardize = False  # a data source that sets it provides feature_stats(); the CLI links it to the model
+
+    def __init__(
+        self,
+        train_split: float = 0.8,
+        val_split: float = 0.0,
+        split: Literal["sequential", "random"] = "sequential",
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        require_finite("data.train_split", train_split)
+        require_finite("data.val_split", val_split)
+        require(
+            0 < train_split < 1,
+            f"data.train_split must be between 0 and 1 (exclusive), got {train_split}; the tutorial uses 0.8",
+        )
+        require(
+            0 <= val_split < 1 - train_split,
+            f"data.val_split must be >= 0 and leave rows for the test split (train_split + val_split < 1), "
+            f"got train_split={train_split}, val_split={val_split}",
+        )
+        require(split in ("sequential", "random"), f"data.split must be 'sequential' or 'random', got {split!r}")
+        require(
+            batch_size is None or (isinstance(batch_size, int) and batch_size > 0),
+            f"data.batch_size must be a positive integer or null (the whole split in one batch), got {batch_size!r}",
+        )
+        self.train_split, self.val_split, self.split = train_split, val_split, split
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.predict_rows: tuple[Tensor, ...] = ()
+
+    # What a data source provides.
+    @property
+    def num_features(self) -> int:
+        raise NotImplementedError
+
+    def build_rows(self) -> tuple[Tensor, Tensor]:
+        """All rows as float32 ``x`` of shape (rows, num_features) and ``y`` of shape (rows, 1)."""
+        raise NotImplementedError
+
+    def build_predict_rows(self) -> tuple[Tensor, ...]:
+        """Rows to predict: ``(x,)``, or ``(x, y_true)`` when the targets are known. Default: the test split."""
+        return self.splits["test"]
+
+    def true_parameters(self) -> tuple[Tensor, Tensor] | None:
+        """The (weight, bias) that generated the data, when known."""
+        return None
+
+    def feature_stats(self) -> tuple[Tensor, Tensor] | None:
+        """Per-feature (mean, std) of the training split, for sources with ``standardize``; None otherwise."""
+        return None
+
+    # Shared machinery.
+    def split_sizes(self, rows: int) -> tuple[int, int, int]:
+        """(train, val, test) row counts for ``rows`` rows; val is 0 when validation reuses the test split."""
+        train = int(self.train_split * rows)
+        val = int(self.val_split * rows)
+        return train, val, rows - train - val
+
+    def check_split_sizes(self, rows: int) -> None:
+        train, val, test = self.split_sizes(rows)
+        require(
+            train > 0 and test > 0 and (val > 0 or self.val_split == 0),
+            f"the data have {rows} rows, which leaves train/val/test splits of {train}/{val}/{test} rows; "
+            f"every split needs at least one row (add rows or change data.train_split / data.val_split)",
+        )
+
+    def setup(self, stage: str) -> None:
+        if not self.splits:
+            self.splits = self._split(*self.build_rows())
+        if stage == "predict" and not self.predict_rows:
+            self.predict_rows = self.build_predict_rows()
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+        self.predict_rows = tuple(t.to(device) for t in self.predict_rows)
+
+    def _split(self, x: Tensor, y: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        rows = len(x)
+        self.check_split_sizes(rows)
+        if self.split == "random":
+            order = torch.randperm(rows, generator=torch.Generator().manual_seed(self.seed))
+            x, y = x[order], y[order]
+        train, val, _ = self.split_sizes(rows)
+        splits = {"train": (x[:train], y[:train]), "test": (x[train + val :], y[train + val :])}
+        splits["val"] = (x[train : train + val], y[train : train + val]) if val else splits["test"]
+        return splits
+
+    def _loader(self, tensors: Sequence[Tensor], train: bool = False) -> TensorBatches:
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if not train:  # every rank evaluates the whole split; synced metrics are then exact
+            rank, world_size = 0, 1
+        elif world_size > 1 and len(tensors[0]) % world_size:
+            rank_zero_warn(
+                f"{len(tensors[0])} training rows do not split evenly over {world_size} processes: "
+                f"each trains on {len(tensors[0]) // world_size} rows and {len(tensors[0]) % world_size} are left out"
+            )
+        return TensorBatches(tensors, self.batch_size, shuffle=train and self.shuffle, seed=self.seed,
+                             rank=rank, world_size=world_size)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader(self.splits["train"], train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._loader(self.splits["val"])
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._loader(self.splits["test"])
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._loader(self.predict_rows)
+
+
+class SyntheticRegressionData(RegressionDataModule):
+    """The tutorial's data: y = weight·x + bias on the grid arange(start, end, step), split 80/20 in order.
+
+    For real workloads: ``num_samples`` draws x uniformly from [start, end) instead of the grid, ``num_features``
+    (or a list ``weight``) makes x a matrix, ``noise_std`` adds Gaussian noise, ``batch_size`` gives shuffled
+    minibatches. ``seed`` seeds the data alone, never the model's initialisation.
+    """
+
+    def __init__(
+        self,
+        weight: float | list[float] = 0.7,
+        bias: float = 0.3,
+        start: float = 0.0,
+        end: float = 1.0,
+        step: float = 0.02,
+        train_split: float = 0.8,
+        batch_size: int | None = None,
+        predict_x: list[float] | list[list[float]] | None = None,
+        num_samples: int | None = None,
+        num_features: int | None = None,
+        noise_std: float = 0.0,
+        val_split: float = 0.0,
+        split: Literal["sequential", "random"] = "sequential",
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(train_split, val_split, split, batch_size, shuffle, seed)
+        self.save_hyperparameters()
+        weights = weight if isinstance(weight, list) else [weight]
+        require(len(weights) > 0, "data.weight must be a number or a non-empty list of numbers")
+        require_finite("data.weight", weights)
+        require_finite("data.bias", bias)
+        require_finite("data.start", start)
+        require_finite("data.end", end)
+        require_finite("data.noise_std", noise_std)
+        require(noise_std >= 0, f"data.noise_std must be >= 0, got {noise_std}")
+        require(end > start, f"data.end must be greater than data.start, got start={start}, end={end}")
+        if num_features is None:
+            num_features = len(weights)
+        require(
+            isinstance(num_features, int) and num_features >= 1,
+            f"data.num_features must be a positive integer, got {num_features!r}",
+        )
+        require(
+            len(weights) in (1, num_features),
+            f"data.weight has {len(weights)} values but data.num_features is {num_features}; give one weight per "
+            f"feature or a single number",
+        )
+        if num_samples is None:
+            require_finite("data.step", step)
+            require(step > 0, f"data.step must be > 0, got {step}; the tutorial uses 0.02")
+            require(
+                num_features == 1,
+                "several features need random x: set data.num_samples (the arange grid has one feature)",
+            )
+            rows = math.ceil((end - start) / step)
+        else:
+            require(
+                isinstance(num_samples, int) and num_samples > 0,
+                f"data.num_samples must be a positive integer or null (the arange grid), got {num_samples!r}",
+            )
+            rows = num_samples
+        require(rows <= MAX_ROWS, f"the data would have {rows:,} rows, more than {MAX_ROWS:,}; use fewer rows")
+        self.check_split_sizes(rows)
+        self._weight_values = [float(w) for w in weights]  # python floats: the tutorial's exact arithmetic
+        self.weight = torch.tensor(weights * num_features if len(weights) == 1 else weights)
+        self.bias = float(bias)
+        self.predict_x = None if predict_x is None else self._predict_tensor(predict_x, num_features)
+        self._num_features = num_features
+
+    @property
+    def num_features(self) -> int:
+        return self._num_features
+
+    def true_parameters(self) -> tuple[Tensor, Tensor]:
+        return self.weight, torch.tensor([self.bias])
+
+    def line(self, x: Tensor) -> Tensor:
+        """The noise-free truth at ``x``; one feature uses the tutorial's own arithmetic (weight * X + bias)."""
+        if self.num_features == 1:
+            return self._weight_values[0] * x + self.bias
+        return x @ self.weight.unsqueeze(1) + self.bias
+
+    def build_rows(self) -> tuple[Tensor, Tensor]:
+        hp = self.hparams
+        generator = torch.Generator().manual_seed(hp.seed)
+        if hp.num_samples is None:
+            x = torch.arange(hp.start, hp.end, hp.step).unsqueeze(dim=1)
+        else:
+            x = torch.rand(hp.num_samples, self.num_features, generator=generator).mul_(hp.end - hp.start).add_(hp.start)
+        y = self.line(x)
+        if hp.noise_std:
+            y.add_(torch.randn(y.shape, generator=generator), alpha=hp.noise_std)
+        return x, y
+
+    def build_predict_rows(self) -> tuple[Tensor, ...]:
+        if self.predict_x is None:
+            return super().build_predict_rows()
+        return self.predict_x, self.line(self.predict_x)
+
+    @staticmethod
+    def _predict_tensor(predict_x: list, num_features: int) -> Tensor:
+        require(len(predict_x) > 0, "data.predict_x is empty; give at least one x, e.g. --data.predict_x '[0.5, 2.0]'")
+        rows = [row if isinstance(row, list) else [row] for row in predict_x]
+        for i, row in enumerate(rows):
+            require(
+                len(row) == num_features,
+                f"data.predict_x[{i}] has {len(row)} values but the data have {num_features} features",
+            )
+            require_finite(f"data.predict_x[{i}]", row)
+        return torch.tensor(rows, dtype=torch.float32)
+
+
+__all__ = ["EpochSampler", "RegressionDataModule", "SyntheticRegressionData", "TensorBatches", "UserError"]

@@ -1,0 +1,116 @@
+"""The command line: fit -> test -> predict round trips, files it writes, configs and help."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_linreg.task import LinearRegressionTask
+
+from .helpers import CONFIGS, TUTORIAL_PREDICTIONS, run, run_subprocess, table_rows
+
+QUICK = ("--trainer.max_epochs", "60", "--table.every_n_epochs", "0")
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    with open(path) as file:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+
+
+def test_fit_test_predict_round_trip_in_a_fresh_process(capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--table.every_n_epochs", "0")
+    run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "best")
+    assert "test_loss" in capsys.readouterr().out
+
+    # A fresh process, no --config: the checkpoint alone rebuilds the manual variant and its data.
+    result = run_subprocess("predict", "--ckpt_path", "checkpoints/base/last.ckpt")
+    path = Path(result.stdout.split("predictions: ")[1].split(" (")[0])
+    assert path.parent.parent == Path("lightning_logs/base")  # the run's name comes from the checkpoint's folder
+    rows = read_csv(path)
+    assert list(rows[0]) == ["x", "y_pred", "y_true", "abs_error"]
+    assert [round(r["x"], 2) for r in rows] == [round(0.8 + 0.02 * i, 2) for i in range(10)]
+    assert [round(r["y_pred"], 4) for r in rows] == TUTORIAL_PREDICTIONS
+
+    # The tutorial's allclose check: predictions after reload equal the in-memory model's.
+    task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
+    x = torch.tensor([[r["x"]] for r in rows])
+    in_memory = task(x)[:, 0]
+    assert torch.allclose(in_memory, torch.tensor([r["y_pred"] for r in rows]))
+    for row in rows:
+        assert row["y_true"] == pytest.approx(0.7 * row["x"] + 0.3, abs=1e-6)
+        assert row["abs_error"] == pytest.approx(abs(row["y_pred"] - row["y_true"]), abs=1e-6)
+
+
+def test_predict_given_x_values(capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", "--config", CONFIGS / "linear.yaml", *QUICK)
+    capsys.readouterr()
+    run("predict", "--ckpt_path", "checkpoints/linear/last.ckpt", "--data.predict_x", "[0.5, 2.0]")
+    out = capsys.readouterr().out
+    rows = read_csv(Path(out.split("predictions: ")[1].split(" (")[0]))
+    assert [r["x"] for r in rows] == [0.5, 2.0]
+    assert [r["y_true"] for r in rows] == pytest.approx([0.65, 1.7])
+
+
+def test_checkpoints_are_per_run_and_last_is_never_stale() -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "437", "--table.every_n_epochs", "0",
+        "--checkpoint.every_n_epochs", "1")
+    base_files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path("checkpoints/base").iterdir()}
+    last = torch.load("checkpoints/base/last.ckpt", weights_only=True)
+    # val_loss stops improving around epoch 350; last.ckpt still holds the final epoch.
+    assert (last["epoch"], last["global_step"]) == (436, 437)
+    assert any(name.startswith("best-epoch=") for name in base_files)
+
+    run("fit", "--config", CONFIGS / "linear.yaml", *QUICK)
+    assert {p.name for p in Path("checkpoints/linear").iterdir()} >= {"last.ckpt"}
+    assert base_files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path("checkpoints/base").iterdir()}
+
+
+def test_resume_from_last_matches_an_uninterrupted_run(capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "300")
+    run("fit", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+    rows = table_rows(capsys.readouterr().out)
+    assert rows[-1] == (450, "0.001977", "0.002469", "0.6974", "0.3048")
+    task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
+    assert [round(p.item(), 4) for p in task.model.coefficients()] == [0.6954, 0.2998]
+
+
+def test_tensorboard_scalars_hparams_and_config() -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "100", "--table.every_n_epochs", "0")
+    log_dir = Path("lightning_logs/base/version_0")
+    saved = yaml.safe_load((log_dir / "config.yaml").read_text())
+    assert saved["model"] == {"variant": "manual", "lr": 0.005}  # in_features is linked from the data
+    events = EventAccumulator(str(log_dir)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "train_mse", "val_r2", "weight", "bias", "weight_abs_error"} <= tags
+    val_loss = [e.value for e in events.Scalars("val_loss")]
+    assert len(val_loss) == 100
+    assert events.Scalars("hp_metric")[-1].value == pytest.approx(val_loss[-1])  # the real final val loss, not -1
+    assert yaml.safe_load((log_dir / "hparams.yaml").read_text())["variant"] == "manual"
+
+
+def test_print_config_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run("fit", "--config", CONFIGS / "linear.yaml", "--model.lr", "0.02", "--print_config")
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    config = yaml.safe_load(printed)
+    assert config["model"]["lr"] == 0.02 and config["data"]["class_path"].endswith("SyntheticRegressionData")
+    (tmp_path / "printed.yaml").write_text(printed)
+    run("fit", "--config", tmp_path / "printed.yaml", *QUICK)
+    assert Path("checkpoints/printed/last.ckpt").is_file()
+    assert LinearRegressionTask.load_from_checkpoint("checkpoints/printed/last.ckpt").hparams.lr == 0.02
+
+
+@pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["predict", "--help"]])
+def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(*args)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "predict" in out if args == ["--help"] else "--data" in out and "--model.variant" in out
