@@ -6,6 +6,7 @@ data (``SyntheticRegressionData``) -> models (``ManualLinearRegression``, ``Line
 
 import warnings
 
+from lit_linreg.csv_data import CSVRegressionData
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import UserError
 from lit_linreg.models import LinearRegression, ManualLinearRegression, build_model
@@ -17,6 +18,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
 
 __all__ = [
+    "CSVRegressionData",
     "LinearRegression",
     "LinearRegressionTask",
     "ManualLinearRegression",

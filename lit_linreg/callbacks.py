@@ -11,13 +11,15 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from lit_linreg.errors import UserError, require
 from lit_linreg.io import write_csv
 
 
-def _format_weight(weight: Tensor) -> str:
+def format_weight(weight: Tensor) -> str:
+    """A weight with 4 decimals, or a list of them for several features."""
     return f"{weight.item():.4f}" if weight.numel() == 1 else "[" + ", ".join(f"{w:.4f}" for w in weight.tolist()) + "]"
 
 
@@ -46,16 +48,16 @@ class EpochTable(Callback):
         metrics = trainer.callback_metrics
         losses = [f"{metrics[k].item():10.6f}" if k in metrics else f"{'-':>10}" for k in ("train_loss", "val_loss")]
         weight, bias = pl_module.coefficients()
-        print(f"{epoch:5d} | {losses[0]} | {losses[1]} | {_format_weight(weight)} | {bias.item():.4f}", flush=True)
+        print(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {bias.item():.4f}", flush=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         weight, bias = pl_module.coefficients()
-        line = f"final (epoch {trainer.current_epoch - 1}): weight {_format_weight(weight)}, bias {bias.item():.4f}"
+        line = f"final (epoch {trainer.current_epoch - 1}): weight {format_weight(weight)}, bias {bias.item():.4f}"
         truth = pl_module.true_parameters()
         if truth is not None:
-            line += f" | true: weight {_format_weight(truth[0])}, bias {truth[1].item():.4f}"
+            line += f" | true: weight {format_weight(truth[0])}, bias {truth[1].item():.4f}"
         print(line, flush=True)
 
 
@@ -78,6 +80,7 @@ class PredictionWriter(Callback):
         self._batches.append((batch[0].cpu(), outputs.detach().cpu(), *(t.cpu() for t in batch[1:2])))
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero or not self._batches:
             return
         x, y_pred, *y_true = (torch.cat(parts) for parts in zip(*self._batches))
@@ -89,27 +92,42 @@ class PredictionWriter(Callback):
         if y_true:
             header += ["y_true", "abs_error"]
             columns += [y_true[0][:, 0], (y_pred - y_true[0]).abs()[:, 0]]
-        self.path = write_csv(Path(trainer.log_dir or trainer.default_root_dir) / self.filename, header, columns)
+        self.path = write_csv(Path(log_dir) / self.filename, header, columns)
         print(f"predictions: {self.path} ({len(y_pred)} rows)", flush=True)
 
 
 class DivergenceGuard(Callback):
     """Stops training as soon as the loss or a parameter is NaN/inf, naming the epoch and suggesting a smaller lr.
 
-    The loss is checked after every step while it lives on the CPU (free) and at every epoch end otherwise (one
-    device sync per epoch); parameters at every epoch end. Nothing is saved after divergence, so the last checkpoint
-    written before it stays the last good one.
+    The loss is checked after every step while it lives on the CPU (free); the epoch's train and val loss and the
+    parameters once per epoch, at the end of its validation (before the checkpoint callback, which Lightning runs
+    last, can save the epoch) or of the epoch. Nothing is saved after divergence, so the last checkpoint written
+    before it stays the last good one.
     """
+
+    def __init__(self) -> None:
+        self._checked_step = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if isinstance(loss, Tensor) and loss.device.type == "cpu" and not math.isfinite(loss.item()):
             self._stop(trainer, pl_module, f"the training loss became {loss.item()}")
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._check_epoch(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        loss = trainer.callback_metrics.get("train_loss")
-        if loss is not None and not math.isfinite(loss.item()):
-            self._stop(trainer, pl_module, f"the training loss became {loss.item()}")
+        self._check_epoch(trainer, pl_module)
+
+    def _check_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._checked_step == trainer.global_step:
+            return
+        self._checked_step = trainer.global_step
+        for key, name in (("train_loss", "training"), ("val_loss", "validation")):
+            loss = trainer.callback_metrics.get(key)
+            if loss is not None and not math.isfinite(loss.item()):
+                self._stop(trainer, pl_module, f"the {name} loss became {loss.item()}")
         if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
             self._stop(trainer, pl_module, "a model parameter became NaN/inf")
 

@@ -1,104 +1,16 @@
-"""Checkpoints: atomic writes, weights-only loads, a ``last.ckpt`` that never goes stale, and safe reading."""
+"""Checkpointing during fit: a ``last.ckpt`` that never goes stale, and finding a run's last or best checkpoint."""
 
 from __future__ import annotations
 
-import pickle
-import sys
-import zipfile
+import warnings
 from pathlib import Path
-from typing import Any
 
-import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_linreg.errors import UserError
-from lit_linreg.io import atomic_write
-
-TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
-TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves through a temporary file + fsync + rename (a kill mid-write leaves the old file) and always loads with
-    ``weights_only=True``, turning unreadable files into a one-line :class:`UserError`."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any | None = None) -> None:
-        atomic_write(path, lambda file: torch.save(checkpoint, file))
-
-    def load_checkpoint(self, path: str, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint_file(path, map_location or "cpu")
-
-
-def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with a clear message for every way the file can be wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; list the saved ones with: ls checkpoints/*/")
-    if path.stat().st_size == 0:
-        raise UserError(f"checkpoint {path} is an empty file; use another checkpoint or retrain")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
-            raise UserError(
-                f"checkpoint {path} is not a trusted lit-linreg checkpoint: it holds Python objects that would run "
-                f"code when loaded, so it was refused and nothing in it was run"
-            ) from err
-        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint (it cannot be unpickled)") from err
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise UserError(
-            f"checkpoint {path} is damaged or not a PyTorch checkpoint (truncated, corrupted or another format); "
-            f"use another checkpoint, e.g. the best-*.ckpt beside it"
-        ) from err
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise UserError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
-    return checkpoint
-
-
-def task_hyperparameters(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The checkpoint's LinearRegressionTask hyperparameters, refusing foreign classes and instantiators."""
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    class_path = hparams.pop("_class_path", TASK_CLASS_PATH)
-    instantiator = hparams.pop("_instantiator", None)
-    if class_path != TASK_CLASS_PATH:
-        raise UserError(
-            f"checkpoint {path} was saved by {class_path}, not by lit-linreg's {TASK_CLASS_PATH}; "
-            f"use a checkpoint written by lit-linreg fit"
-        )
-    if instantiator is not None and instantiator not in TRUSTED_INSTANTIATORS:
-        raise UserError(
-            f"checkpoint {path} is not a trusted lit-linreg checkpoint: its hyperparameters name the instantiator "
-            f"{instantiator!r}, which lit-linreg refuses to call"
-        )
-    if not {"variant", "lr"} <= hparams.keys():
-        raise UserError(f"checkpoint {path} has no lit-linreg hyperparameters (variant, lr); was it saved by lit-linreg?")
-    return hparams
-
-
-def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] | None:
-    """The checkpoint's datamodule as a ``{"class_path", "init_args"}`` config, or None if it has none.
-
-    Only already-imported subclasses of lit-linreg's RegressionDataModule are accepted: a class path from a file is
-    never imported or instantiated otherwise.
-    """
-    hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    class_path = hparams.pop("_class_path", None)
-    hparams.pop("_instantiator", None)
-    if class_path is None:
-        return None
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(sys.modules.get(module_name), class_name, None)
-    from lit_linreg.data import RegressionDataModule
-
-    if not (isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
-        raise UserError(
-            f"checkpoint {path} is not a trusted lit-linreg checkpoint: its data class {class_path!r} is not a "
-            f"lit-linreg data module"
-        )
-    return {"class_path": class_path, "init_args": hparams}
+from lit_linreg.checkpoint_io import load_checkpoint_file
+from lit_linreg.errors import require
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -134,6 +46,12 @@ class RunCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:
         return self._state_key
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        with warnings.catch_warnings():
+            if trainer.ckpt_path:  # resuming in the run's own folder, which of course holds its checkpoints
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
@@ -173,3 +91,20 @@ class RunCheckpoint(ModelCheckpoint):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):  # raised at an epoch boundary: the state is consistent
             self._refresh_last(trainer)
+
+
+def find_checkpoint(directory: Path, alias: str, fitting: bool = False) -> str | None:
+    """The file that ``--ckpt_path last`` or ``--ckpt_path best`` names in a run's checkpoint ``directory``.
+
+    ``last`` without a ``last.ckpt`` is None when ``fitting`` (a fresh start) and an error otherwise; ``best`` is
+    read from the RunCheckpoint state saved in ``last.ckpt``.
+    """
+    last = directory / "last.ckpt"
+    if alias == "last":
+        require(last.is_file() or fitting, f"--ckpt_path last: there is no {last}; run fit first")
+        return str(last) if last.is_file() else None
+    require(last.is_file(), f"--ckpt_path best: there is no {last} to read the best checkpoint from; run fit first")
+    states = load_checkpoint_file(last).get("callbacks", {})
+    best = next((s.get("best_model_path") for k, s in states.items() if k.startswith(RunCheckpoint.__name__)), None)
+    require(bool(best) and Path(best).is_file(), f"--ckpt_path best: {last} names no existing best checkpoint")
+    return best

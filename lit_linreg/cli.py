@@ -1,32 +1,31 @@
-"""CLI: ``lit-linreg fit|validate|test|predict`` through LightningCLI.
+"""CLI: ``lit-linreg fit|validate|test|predict`` through LightningCLI, and the other commands (commands.py).
 
 Run: lit-linreg fit --config configs/base.yaml
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from lit_linreg.callbacks import DivergenceGuard, EpochTable, GracefulInterrupt, PredictionWriter
-from lit_linreg.checkpointing import (
-    AtomicCheckpointIO,
-    RunCheckpoint,
-    data_config,
-    load_checkpoint_file,
-    task_hyperparameters,
-)
+from lit_linreg.checkpoint_io import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
+from lit_linreg.checkpointing import RunCheckpoint, find_checkpoint
+from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, description, run_extra_command
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
-from lit_linreg.errors import UserError, require
+from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
+from lit_linreg.figures import FigureWriter
 from lit_linreg.loggers import TensorBoardLogger
+from lit_linreg.report import BaselineReport
 from lit_linreg.task import LinearRegressionTask
 
 CHECKPOINT_ALIASES = ("last", "best")
@@ -69,6 +68,7 @@ class LitLinregCLI(LightningCLI):
         )
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EpochTable, "table")
+        parser.add_lightning_class_args(FigureWriter, "figures")
         parser.set_defaults({"data": {"class_path": f"{SyntheticRegressionData.__module__}.SyntheticRegressionData"}})
         for target, compute in LINKED_FROM_DATA.items():
             parser.link_arguments("data", f"model.{target}", compute_fn=compute, apply_on="instantiate")
@@ -113,39 +113,87 @@ class LitLinregCLI(LightningCLI):
         trainer_init = self._get(self.config_init, "trainer")
         kwargs["plugins"] = [*_as_list(trainer_init.get("plugins")), AtomicCheckpointIO()]
         # Every callback costs a dispatch on every hook of every epoch: add each only where it does something.
-        stage_callbacks = {"fit": [DivergenceGuard(), self.interrupt], "predict": [PredictionWriter()]}
+        stage_callbacks = {
+            "fit": [DivergenceGuard(), self.interrupt, BaselineReport()],
+            "test": [BaselineReport()],
+            "predict": [PredictionWriter()],
+        }
         kwargs["callbacks"] = [*_as_list(trainer_init.get("callbacks")), *stage_callbacks.get(self.subcommand, [])]
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as err:  # Trainer's checks of its args
+            raise UserError(
+                f"the trainer cannot be set up (trainer.accelerator={trainer_init.get('accelerator')!r}, "
+                f"trainer.devices={trainer_init.get('devices')!r}): {one_line(str(err)).rstrip('.')}; fix the "
+                f"--trainer option it names (--trainer.accelerator auto uses what this machine has: CUDA, MPS or CPU)"
+            ) from err
 
+    # A checkpoint acts like a config file given before everything else.
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        """Parse, and with ``--ckpt_path`` parse again with the checkpoint's model and data placed first.
+        """Parse the arguments, with the model and data of ``--ckpt_path`` (validated first) placed before them.
 
-        The checkpoint then acts like a config file given before everything else: without ``--config`` it rebuilds
-        the model variant and the data it was trained on, while any explicit argument still wins. A conflicting
-        explicit variant or feature count is an error (see ``after_instantiate_classes``).
+        Without ``--config``, a checkpoint thus rebuilds the model variant and the data it was trained on, while any
+        explicit argument still wins; a conflicting variant or feature count is an error (``after_instantiate_classes``).
+        ``--print_config`` prints only a config that a run would accept: its classes are built first.
         """
-        super().parse_arguments(parser, args)
         self.checkpoint_hparams: dict[str, Any] | None = None
-        subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not path or isinstance(args, (dict, Namespace)):
+        if isinstance(args, (dict, Namespace)):
+            self.config = parser.parse_object(args)
             return
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        printing = [a for a in argv if a.partition("=")[0] == "--print_config"]
+        argv = [a for a in argv if a not in printing]
+        injected = _option_value(argv, "--ckpt_path")
+        if injected in CHECKPOINT_ALIASES:
+            injected = None
+        if injected:  # before the first parse too: the options of its data class (e.g. --data.predict_csv) need it
+            argv = self._with_checkpoint(argv, injected)
+        self.config = parser.parse_args(argv)
+        path = self._subcommand_config().get("ckpt_path")
         if path in CHECKPOINT_ALIASES:
-            path = self._resolve_alias(path)
-        if path is None:
-            self.config[subcommand].ckpt_path = None
-            return
+            path = find_checkpoint(self.checkpoint_dir, path, fitting=self.config.get("subcommand") == "fit")
+            if path is None:
+                _print(f"no {self.checkpoint_dir / 'last.ckpt'} yet: starting from scratch")
+        if path and path != injected:  # an alias, or a checkpoint named in a config file
+            argv = self._with_checkpoint(argv, path)
+            self.config = parser.parse_args(argv)
+        if self.config.get("subcommand"):
+            self._subcommand_config().ckpt_path = path
+        self._check_config()
+        if printing:
+            parser.instantiate_classes(self.config)
+            parser.parse_args([*argv, *printing])  # prints and exits
+
+    def _with_checkpoint(self, argv: list[str], path: str) -> list[str]:
+        """``argv`` with ``--model``/``--data`` JSON of the checkpoint at ``path`` right after the subcommand."""
         checkpoint = load_checkpoint_file(path)
         self.checkpoint_hparams = task_hyperparameters(checkpoint, path)
         model = {k: v for k, v in self.checkpoint_hparams.items() if k not in LINKED_FROM_DATA}
-        injected = ["--model", json.dumps(model)]
         data = data_config(checkpoint, path)
-        if data is not None:
-            injected += ["--data", json.dumps(data)]
-        argv = list(sys.argv[1:] if args is None else args)
-        at = argv.index(subcommand) + 1
-        self.config = parser.parse_args([*argv[:at], *injected, *argv[at:]])
-        self.config[subcommand].ckpt_path = str(path)
+        injected = ["--model", json.dumps(model), *(["--data", json.dumps(data)] if data else [])]
+        at = next((i + 1 for i, a in enumerate(argv) if a in self.subcommands()), None)
+        return argv if at is None else [*argv[:at], *injected, *argv[at:]]
+
+    def _check_config(self) -> None:
+        """What Lightning accepts but would make a useless run: no epochs to train, or unsafe checkpoint loading."""
+        cfg = self._subcommand_config()
+        require(
+            cfg.get("weights_only") is not False,
+            "--weights_only false is refused: lit-linreg loads every checkpoint with weights_only=True, so that a "
+            "checkpoint cannot run code; drop the option",
+        )
+        if self.config.get("subcommand") != "fit":
+            return
+        epochs, steps = cfg.trainer.max_epochs, cfg.trainer.max_steps
+        require(
+            steps == -1 or steps > 0,
+            f"trainer.max_steps must be a positive number of steps or -1 (no step limit), got {steps}",
+        )
+        require(
+            epochs is None or epochs > 0 or (epochs == -1 and steps > 0),
+            f"trainer.max_epochs must be a positive number of epochs, got {epochs}; e.g. --trainer.max_epochs 100 "
+            f"(-1, no epoch limit, is accepted only with a positive --trainer.max_steps)",
+        )
 
     def _parse_ckpt_path(self) -> None:
         """Done in :meth:`parse_arguments`, with the checkpoint validated before anything in it is used."""
@@ -163,21 +211,6 @@ class LitLinregCLI(LightningCLI):
                     f"checkpoint {path} holds a model with {key}={expected[key]!r}, but the config asks for "
                     f"{option}={wanted!r}; drop the conflicting --config/argument or use a matching checkpoint"
                 )
-
-    def _resolve_alias(self, alias: str) -> str | None:
-        directory = self.checkpoint_dir
-        last = directory / "last.ckpt"
-        if alias == "last":
-            if last.is_file():
-                return str(last)
-            require(self.config.subcommand == "fit", f"--ckpt_path last: there is no {last}; run fit first")
-            _print(f"no {last} yet: starting from scratch")
-            return None
-        require(last.is_file(), f"--ckpt_path best: there is no {last} to read the best checkpoint from; run fit first")
-        state = load_checkpoint_file(last).get("callbacks", {})
-        best = next((s.get("best_model_path") for k, s in state.items() if k.startswith("RunCheckpoint")), None)
-        require(bool(best) and Path(best).is_file(), f"--ckpt_path best: {last} names no existing best checkpoint")
-        return best
 
     # Reporting.
     def _announce(self) -> None:
@@ -206,14 +239,18 @@ class LitLinregCLI(LightningCLI):
     before_validate = before_test = before_predict = _announce
 
 
-class Interrupted(UserError):
-    """Training stopped early on Ctrl-C after saving ``last.ckpt``."""
-
-    exit_code = 130
-
-
 def _as_list(value: Any) -> list:
     return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _option_value(argv: list[str], option: str) -> str | None:
+    """The value given to ``option`` in ``argv`` (``option value`` or ``option=value``), if any."""
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"{option}="):
+            return arg.partition("=")[2]
+    return None
 
 
 def _num_features(data: RegressionDataModule) -> int:
@@ -233,36 +270,34 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-# Commands beside LightningCLI's fit/validate/test/predict: name -> ("module:function", help). Each function takes
-# the remaining argv and returns None; it raises UserError for problems the user can fix.
-EXTRA_COMMANDS: dict[str, tuple[str, str]] = {}
-
-
-def _description() -> str:
-    extra = "".join(f"\n  lit-linreg {name:<10} {help}" for name, (_, help) in EXTRA_COMMANDS.items())
-    return (
-        "lit-linreg: the PyTorch linear-regression workflow as a Lightning project. "
-        "Train with `lit-linreg fit --config configs/base.yaml`; `lit-linreg <subcommand> --help` lists every option."
-        + (f"\nMore commands (each with --help):{extra}" if extra else "")
-    )
-
-
-def _run_extra_command(name: str, argv: list[str]) -> None:
-    module_name, _, function_name = EXTRA_COMMANDS[name][0].partition(":")
-    getattr(importlib.import_module(module_name), function_name)(argv)
+VERBOSE_ENV = "LIT_LINREG_VERBOSE"
 
 
 def main(args: ArgsType = None) -> None:
-    """Entry point of ``lit-linreg``: ``main(["fit", "--config", "configs/base.yaml"])`` runs in-process."""
-    argv = sys.argv[1:] if args is None else args
+    """Entry point of ``lit-linreg``: ``main(["fit", "--config", "configs/base.yaml"])`` runs in-process.
+
+    A problem the user can fix ends as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``, and
+    exit status 2 (130 after Ctrl-C). ``--verbose`` anywhere on the command line, or ``LIT_LINREG_VERBOSE=1``, shows
+    the full traceback instead. Any other exception is a bug and keeps its traceback.
+    """
+    verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    argv: list[str] = []
+    if args is None or isinstance(args, list):
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        verbose = verbose or "--verbose" in argv
+        args = argv = [a for a in argv if a != "--verbose"]
     try:
-        if isinstance(argv, list) and argv and argv[0] in EXTRA_COMMANDS:
-            _run_extra_command(argv[0], [str(a) for a in argv[1:]])
+        if argv and argv[0] in EXTRA_COMMANDS:
+            run_extra_command(argv[0], argv[1:])
         else:
-            LitLinregCLI(args=args, parser_kwargs={"description": _description()})
-    except UserError as err:
-        print(f"lit-linreg: error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(getattr(err, "exit_code", 2)) from None
+            LitLinregCLI(args=args, parser_kwargs={"description": description(), "exit_on_error": False,
+                                                   "formatter_class": HelpFormatter})
+    except BaseException as err:
+        error = None if verbose else as_user_error(err, argv)
+        if error is None:
+            raise
+        print(f"lit-linreg: error: {one_line(str(error))}", file=sys.stderr, flush=True)
+        raise SystemExit(error.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -1,13 +1,31 @@
-"""The one error type for problems a user can fix: a bad config value, file or checkpoint."""
+"""User errors: the one error type for problems a user can fix, and turning known errors into one line.
+
+``main`` prints every user error as ``lit-linreg: error: <what is wrong, where>; <how to fix it>`` and exits with
+its ``exit_code``; any other exception is a programming error and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
+from argparse import ArgumentError
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 
 class UserError(ValueError):
     """A problem the user can fix. ``main`` prints it as one line (what, where, how to fix) and exits with status 2."""
+
+    exit_code = 2
+
+
+class Interrupted(UserError):
+    """The run was stopped by Ctrl-C (exit status 130, the shell's convention for SIGINT)."""
+
+    exit_code = 130
 
 
 def require(condition: bool, message: str) -> None:
@@ -23,3 +41,92 @@ def require_finite(name: str, value: float | Iterable[float]) -> None:
         all(isinstance(v, (int, float)) and math.isfinite(v) for v in values),
         f"{name} must be finite numbers, got {value!r}",
     )
+
+
+def as_user_error(error: BaseException, argv: Sequence[str] = ()) -> UserError | None:
+    """The user error behind ``error`` (raised while running the command line ``argv``), or None for a bug.
+
+    Known: a :class:`UserError`, also when a library re-raised it ``from`` it (jsonargparse wraps errors raised while
+    instantiating a class); a command-line or config parse error; Lightning's MisconfigurationException; Ctrl-C.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, UserError):
+            return cause
+        cause = cause.__cause__
+    if isinstance(error, ArgumentError):
+        message = str(error)
+        yaml_error = _yaml_error(argv) if message.startswith("Problems parsing config") else None
+        return UserError(yaml_error or _parse_error_line(message, argv))
+    if isinstance(error, MisconfigurationException):  # Lightning's own check of a setting
+        return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `{_help_command(argv)}`)")
+    if isinstance(error, KeyboardInterrupt):
+        return Interrupted("interrupted by Ctrl-C")
+    return None
+
+
+def one_line(message: str) -> str:
+    """``message`` with every run of whitespace, newlines included, as one space."""
+    return " ".join(message.split())
+
+
+def _help_command(argv: Sequence[str]) -> str:
+    from lightning.pytorch.cli import LightningCLI  # here: it imports jsonargparse, which the data classes do not need
+
+    subcommand = argv[0] if argv and argv[0] in LightningCLI.subcommands() else None
+    return f"lit-linreg {subcommand} --help" if subcommand else "lit-linreg --help"
+
+
+# jsonargparse nests its messages: one level per option (`Parser key "data":`), union alternative and class. These
+# lines only frame the reason; the innermost other line, under the keys that enclose it, says what is wrong.
+_FRAME = re.compile(
+    r"Does not validate against any of the Union subtypes|Subtypes:|Errors:|Given value|Problem with given class_path|"
+    r"Expected a <class 'NoneType'>"
+)
+_KEY = re.compile(r'Parser key "([^"]+)":\s*')
+
+
+def _parse_error_line(message: str, argv: Sequence[str]) -> str:
+    """One line from a jsonargparse message: ``--<option>: <innermost reason> (given: <value>); <how to fix>``."""
+    parsed = []  # (indent, option key or None, reason or "")
+    for line in filter(str.strip, message.splitlines()):
+        text = line.strip().removeprefix("- ")
+        key = _KEY.match(text)
+        reason = text[key.end() :] if key else text
+        parsed.append((len(line) - len(line.lstrip()), key and key.group(1), "" if _FRAME.match(reason) else reason))
+    candidates = [i for i, (_, _, reason) in enumerate(parsed) if reason]
+    if not candidates:
+        return f"{one_line(message)}; see `{_help_command(argv)}`"
+    at = max(candidates, key=lambda i: (parsed[i][0], -i))  # the first of the innermost reasons
+    keys, level = [], parsed[at][0] + 1
+    for indent, key, _ in reversed(parsed[: at + 1]):
+        if key and indent < level:
+            keys.insert(0, key)
+            level = indent
+    reason = re.sub(r"<class '(\w+)'>", r"\1", parsed[at][2])
+    reason = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", reason)
+    reason = re.sub(r"^Expected (an? )?", "expected ", reason).replace(". Got value: ", ", got ").rstrip(".")
+    line = (f"--{'.'.join(keys)}: " if keys else "") + reason
+    given = [(len(g) - len(g.lstrip()), g.partition(":")[2].strip()) for g in message.splitlines()
+             if g.strip().startswith("Given value:")]
+    value = max(given, key=lambda g: g[0])[1] if given else ""  # the innermost, unless it is jsonargparse's wrapper
+    if value and value not in line and not value.startswith(("NestedArg(", "Namespace(", "{")):
+        line += f" (given: {value})"
+    return f"{one_line(line)}; " + ("check the path" if "does not exist" in reason else f"see `{_help_command(argv)}`")
+
+
+def _yaml_error(argv: Sequence[str]) -> str | None:
+    """The first ``--config`` file in ``argv`` that is not valid YAML, named with the line and column of its error."""
+    paths = [b for a, b in zip(argv, argv[1:]) if a in ("-c", "--config")]
+    paths += [a.partition("=")[2] for a in argv if a.startswith("--config=")]
+    for path in paths:
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "it cannot be parsed"
+            return f"config file {path} is not valid YAML: {problem}{where}; fix that line"
+    return None

@@ -11,6 +11,9 @@ from typing import BinaryIO
 import numpy as np
 from torch import Tensor
 
+_UMASK = os.umask(0o022)  # the only way to read the umask is to set it: read it once, at import, and put it back
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Write through ``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``."""
@@ -18,6 +21,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes the file owner-only; give it the usual permissions
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()

@@ -5,14 +5,17 @@ Run: lit-linreg fit --config configs/base.yaml
 
 from __future__ import annotations
 
-import math
+import os
+from typing import IO, Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lit_linreg.checkpoint_io import load_checkpoint_file
 from lit_linreg.errors import require
 from lit_linreg.metrics import RegressionMetrics
 from lit_linreg.models import VARIANTS, Variant, build_model
@@ -36,8 +39,9 @@ class LinearRegressionTask(L.LightningModule):
         super().__init__()
         require(variant in VARIANTS, f"model.variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         require(
-            isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
-            f"model.lr must be a positive finite number, got {lr!r}; the tutorial uses 0.005 (manual) and 0.01 (linear)",
+            isinstance(lr, (int, float)) and 0 < lr <= torch.finfo(torch.float32).max,  # NaN fails both comparisons
+            f"model.lr must be a positive finite number (at most 3.4e38, the float32 limit), got {lr!r}; the tutorial "
+            f"uses 0.005 (manual) and 0.01 (linear)",
         )
         require(
             isinstance(in_features, int) and in_features >= 1,
@@ -52,6 +56,51 @@ class LinearRegressionTask(L.LightningModule):
         self.train_metrics = RegressionMetrics()
         self.val_metrics = RegressionMetrics()
         self.test_metrics = RegressionMetrics()
+        self._truth: Tensor | None = None  # true (weight..., bias), cached at fit start
+        self._unlogged: dict[str, Tensor] = {}
+        self._checkpoint_lr: float | None = None  # the lr of the checkpoint a fit resumes from
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | os.PathLike | IO[bytes],
+        map_location: Any = None,
+        hparams_file: str | os.PathLike | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> LinearRegressionTask:
+        """Lightning's ``load_from_checkpoint``, after lit-linreg's checks of the file, and always weights-only.
+
+        A missing, damaged, foreign or untrusted checkpoint file is a one-line :class:`UserError`, raised before
+        anything from the file is used; ``weights_only=False`` is refused.
+        """
+        require(
+            weights_only is not False,
+            "weights_only=False is refused: lit-linreg loads checkpoints with weights_only=True only, so that a "
+            "checkpoint cannot run code",
+        )
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            load_checkpoint_file(checkpoint_path)
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, True, **kwargs)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Weights of another variant or feature count are a one-line :class:`UserError`, not a state-dict dump."""
+        expected = {name: tuple(t.shape) for name, t in self.state_dict().items()}
+        found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
+        require(
+            found == expected,
+            f"the checkpoint's weights {found} do not fit this model (variant={self.hparams.variant!r}, "
+            f"in_features={self.hparams.in_features}, weights {expected}); load it with its own model settings",
+        )
+        self._checkpoint_lr = checkpoint.get("hyper_parameters", {}).get("lr")
+
+    def on_train_start(self) -> None:
+        # Resuming restores the optimizer, learning rate included: an lr given for the resumed run must still win.
+        if self._checkpoint_lr not in (None, self.hparams.lr):
+            for group in self.optimizers().optimizer.param_groups:
+                group["lr"] = self.hparams.lr
+            rank_zero_info(f"model.lr={self.hparams.lr} replaces the checkpoint's lr={self._checkpoint_lr}")
 
     def forward(self, x: Tensor) -> Tensor:
         if self.standardize:
@@ -59,6 +108,8 @@ class LinearRegressionTask(L.LightningModule):
         return self.model(x)
 
     def on_fit_start(self) -> None:
+        truth = self.true_parameters()
+        self._truth = None if truth is None else torch.cat(truth).to(self.device, torch.float32)
         if self.standardize:
             stats = getattr(self.trainer.datamodule, "feature_stats", lambda: None)()
             require(stats is not None, "model.standardize needs a datamodule with feature_stats() (the CSV data)")
@@ -94,7 +145,7 @@ class LinearRegressionTask(L.LightningModule):
 
     # Epoch-level reporting. ``{stage}_loss`` is the epoch's L1 loss over all its rows (= ``{stage}_mae``).
     def on_train_batch_end(self, outputs: Tensor, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        if batch_idx + 1 == self.trainer.num_training_batches:  # report before validation, so callbacks see both
+        if batch_idx + 1 == self.trainer.num_training_batches:  # before validation, so callbacks see both
             self._report("train", self.parameter_summary())
 
     def on_validation_epoch_end(self) -> None:
@@ -105,18 +156,18 @@ class LinearRegressionTask(L.LightningModule):
 
     def _report(self, stage: str, extra: dict[str, Tensor] | None = None) -> None:
         metrics = getattr(self, f"{stage}_metrics")
-        values = {f"{stage}_{name}": value for name, value in metrics.compute().items()}
+        computed = metrics.compute()
         metrics.reset()
-        values = {f"{stage}_loss": values[f"{stage}_mae"], **values, **(extra or {})}
         if self.trainer.sanity_checking:
             return
+        values = {f"{stage}_loss": computed["mae"], **{f"{stage}_{k}": v for k, v in computed.items()}, **(extra or {})}
         if self.trainer.state.fn == TrainerFn.FITTING:
             self._publish(values)
         else:  # validate/test: one epoch, so Lightning's own logging (and its results table) costs nothing here
             self.log_dict(values, sync_dist=True)
 
     def _publish(self, values: dict[str, Tensor]) -> None:
-        """Hand one epoch's values to callbacks and to every logger in a single call.
+        """Hand epoch values to callbacks now, and to the loggers once per epoch (in ``on_train_epoch_end``).
 
         ``self.log`` costs about 1 ms per key per epoch with Lightning 2.6 on a 2-core CPU (its result collection
         re-walks each key's state on every call and reduces it again at epoch end): for the tutorial's 500 epochs of
@@ -124,24 +175,26 @@ class LinearRegressionTask(L.LightningModule):
         epoch (and across processes) by torchmetrics, so they go straight to ``trainer.callback_metrics`` (what
         ModelCheckpoint, EarlyStopping and the table read), the progress bar and the loggers.
         """
-        trainer = self.trainer
-        trainer.callback_metrics.update(values)
-        trainer.progress_bar_metrics.update({k: v for k, v in values.items() if k.endswith("_loss")})
-        if self.loggers:
-            numbers = dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist()))
+        self.trainer.callback_metrics.update(values)
+        self.trainer.progress_bar_metrics.update({k: v for k, v in values.items() if k.endswith("_loss")})
+        self._unlogged.update(values)
+
+    def on_train_epoch_end(self) -> None:
+        if self._unlogged and self.loggers:
+            numbers = dict(zip(self._unlogged, torch.stack(list(self._unlogged.values())).tolist()))
             for logger in self.loggers:
                 logger.log_metrics({**numbers, "epoch": self.current_epoch}, step=self.global_step)
+        self._unlogged = {}
 
     def parameter_summary(self) -> dict[str, Tensor]:
         """The learned ``weight`` (``weight_i`` per feature) and ``bias``, and their errors when the truth is known."""
         weight, bias = self.coefficients()
-        summary = {"weight": weight[0]} if weight.numel() == 1 else {f"weight_{i}": w for i, w in enumerate(weight)}
-        summary["bias"] = bias[0]
-        truth = self.true_parameters()
-        if truth is not None:
-            true_weight, true_bias = (t.to(weight) for t in truth)
-            summary["weight_abs_error"] = (weight - true_weight).abs().max()
-            summary["bias_abs_error"] = (bias - true_bias).abs().max()
+        parameters = torch.cat([weight, bias])
+        names = ["weight"] if len(weight) == 1 else [f"weight_{i}" for i in range(len(weight))]
+        summary = dict(zip([*names, "bias"], parameters.unbind()))
+        if self._truth is not None:
+            errors = (parameters - self._truth).abs()
+            summary["weight_abs_error"], summary["bias_abs_error"] = errors[:-1].max(), errors[-1]
         return summary
 
     def true_parameters(self) -> tuple[Tensor, Tensor] | None:

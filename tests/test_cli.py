@@ -114,3 +114,12 @@ def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "predict" in out if args == ["--help"] else "--data" in out and "--model.variant" in out
+
+
+def test_an_lr_given_on_resume_replaces_the_checkpoints() -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "50", "--table.every_n_epochs", "0")
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "51", "--table.every_n_epochs", "0",
+        "--ckpt_path", "last", "--model.lr", "0.5")
+    checkpoint = torch.load("checkpoints/base/last.ckpt", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
+    assert checkpoint["hyper_parameters"]["lr"] == 0.5

@@ -1,0 +1,134 @@
+"""Checkpoint files: atomic writes, and weights-only loads that accept only trusted lit-linreg checkpoints."""
+
+from __future__ import annotations
+
+import glob
+import pickletools
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from lit_linreg.errors import UserError
+from lit_linreg.io import atomic_write
+
+TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
+TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves through a temporary file + fsync + rename (a kill mid-write leaves the old file) and always loads with
+    ``weights_only=True``, turning unreadable files into a one-line :class:`UserError`.
+
+    A process killed mid-write leaves its temporary ``.<name>.*.tmp`` file (never read: it is no ``*.ckpt``); the
+    next save of the same checkpoint removes it.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        atomic_write(path, lambda file: torch.save(checkpoint, file))
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: str, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint_file(path, map_location or "cpu")
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` of a trusted lit-linreg checkpoint, or a one-line :class:`UserError`.
+
+    Every way the file can be wrong has its message: missing, empty, damaged, a pickle that would run code, another
+    module's checkpoint, or hyperparameters that name classes or instantiators lit-linreg does not trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; list the saved ones with: ls checkpoints/*/")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {path} is an empty file; use another checkpoint or retrain")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a bad file fails in many ways: UnpicklingError, RuntimeError, KeyError, EOFError...
+        if _names_python_callables(path, err):
+            raise UserError(
+                f"checkpoint {path} is not a trusted lit-linreg checkpoint: it holds Python objects that would run "
+                f"code when loaded, so it was refused and nothing in it was run"
+            ) from err
+        raise UserError(
+            f"checkpoint {path} is damaged or not a PyTorch checkpoint (truncated, corrupted or another format); "
+            f"use another checkpoint, e.g. the best-*.ckpt beside it"
+        ) from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
+    task_hyperparameters(checkpoint, path)
+    data_config(checkpoint, path)
+    return checkpoint
+
+
+# Pickle opcodes that import or call Python objects; a weights-only load allows them only for tensors and containers.
+_CALLABLE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _names_python_callables(path: Path, error: Exception) -> bool:
+    """Whether a weights-only load refused ``path`` because its pickle imports or calls Python objects.
+
+    torch names the refused global for its own zip format; a bare pickle is read opcode by opcode (never run).
+    """
+    if "GLOBAL" in str(error):
+        return True
+    if zipfile.is_zipfile(path):
+        return False
+    try:
+        with open(path, "rb") as file:
+            return any(opcode.name in _CALLABLE_OPCODES for opcode, _, _ in pickletools.genops(file))
+    except Exception:  # not a pickle at all
+        return False
+
+
+def task_hyperparameters(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's LinearRegressionTask hyperparameters, refusing foreign classes and instantiators."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", TASK_CLASS_PATH)
+    instantiator = hparams.pop("_instantiator", None)
+    if class_path != TASK_CLASS_PATH:
+        raise UserError(
+            f"checkpoint {path} was saved by {class_path}, not by lit-linreg's {TASK_CLASS_PATH}; "
+            f"use a checkpoint written by lit-linreg fit"
+        )
+    if instantiator is not None and instantiator not in TRUSTED_INSTANTIATORS:
+        raise UserError(
+            f"checkpoint {path} is not a trusted lit-linreg checkpoint: its hyperparameters name the instantiator "
+            f"{instantiator!r}, which lit-linreg refuses to call"
+        )
+    if not {"variant", "lr"} <= hparams.keys():
+        weights = ", ".join(list(checkpoint["state_dict"])[:4]) or "none"
+        raise UserError(
+            f"checkpoint {path} was saved by another LightningModule, not by lit-linreg (it has no variant/lr "
+            f"hyperparameters; its weights: {weights}); use a checkpoint written by lit-linreg fit"
+        )
+    return hparams
+
+
+def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] | None:
+    """The checkpoint's datamodule as a ``{"class_path", "init_args"}`` config, or None if it has none.
+
+    Only already-imported subclasses of lit-linreg's RegressionDataModule are accepted: a class path from a file is
+    never imported or instantiated otherwise.
+    """
+    hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if class_path is None:
+        return None
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(sys.modules.get(module_name), class_name, None)
+    from lit_linreg.data import RegressionDataModule
+
+    if not (isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
+        raise UserError(
+            f"checkpoint {path} is not a trusted lit-linreg checkpoint: its data class {class_path!r} is not a "
+            f"lit-linreg data module"
+        )
+    return {"class_path": class_path, "init_args": hparams}

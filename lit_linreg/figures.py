@@ -1,0 +1,235 @@
+"""Figures of a run: the tutorial's plots, written as PNG files into the run's log directory and to TensorBoard.
+
+``FigureWriter`` only decides when to draw and where the pictures go; ``lit_linreg.plots`` draws them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from lit_linreg.plots import (
+    TITLE_CHARACTERS,
+    LossPanel,
+    Points,
+    format_numbers,
+    loss_figure,
+    predictions_figure,
+    save_png,
+)
+
+MAX_POINTS = 2000  # per split and figure
+
+
+class LossHistory(Callback):
+    """Each epoch's ``train_loss`` and ``val_loss`` as the task published them, with their epochs.
+
+    Per epoch it only keeps a reference to the published (detached) tensors; :meth:`curves` turns them into numbers
+    with one transfer, so recording never waits for the device.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, tuple[list[int], list[Tensor]]] = {"train_loss": ([], []), "val_loss": ([], [])}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._records = {key: ([], []) for key in self._records}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer, "train_loss")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Here, and not at the train epoch end, so that epochs without validation add no stale value.
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._record(trainer, "val_loss")
+
+    def _record(self, trainer: L.Trainer, key: str) -> None:
+        value = trainer.callback_metrics.get(key)
+        if value is not None:
+            epochs, values = self._records[key]
+            epochs.append(trainer.current_epoch)
+            values.append(value)
+
+    def curves(self) -> dict[str, Points]:
+        """``{"train_loss": (epochs, losses), "val_loss": (epochs, losses)}`` for the epochs recorded so far."""
+        return {
+            key: (np.array(epochs), torch.stack(values).float().cpu().numpy() if values else np.array([]))
+            for key, (epochs, values) in self._records.items()
+        }
+
+
+class FigureWriter(LossHistory):
+    """Draws the tutorial's figures at the end of ``fit``, ``test`` and ``predict`` (never during training).
+
+    fit: ``1_data.png`` (train and test points), ``2_predictions_before_training.png`` (the test split predicted
+    before the first step), ``3_predictions_after_training.png`` and ``4_loss_curves.png`` (the published train and
+    val loss of every epoch); test: ``3_predictions_after_training.png`` for the evaluated model; predict:
+    ``5_predictions.png`` beside ``predictions.csv``. Each goes into the run's log directory and, under
+    ``figures/<name>``, to every logger that can ``add_image`` (TensorBoard's IMAGES tab). With several features,
+    the points are plotted against the first one.
+
+    Args:
+        enabled: draw the figures (false: record and draw nothing, e.g. for benchmarks)
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.paths: list[Path] = []
+        self._directory = Path()
+        self._before_training: tuple[Points, str, int] | None = None  # predictions, title, global step
+        self._predicted: list[tuple[Tensor, Tensor]] = []
+
+    # fit
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled:
+            return
+        super().on_train_start(trainer, pl_module)
+        self._before_training = None
+        test = _rows(trainer).get("test")
+        if test is not None and trainer.is_global_zero:  # after any checkpoint restore, before the first step
+            when = "before training" if trainer.ckpt_path is None else f"resumed at epoch {trainer.current_epoch}"
+            title = f"Predictions on the test split {when}\n{_describe(pl_module)}"
+            predictions = (_numpy(test[0][:, 0]), _predict(pl_module, test[0]))
+            self._before_training = (predictions, title, trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.enabled:
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.enabled:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._start_drawing(trainer):
+            return
+        rows, model = _rows(trainer), _describe(pl_module)
+        if rows:
+            truth = pl_module.true_parameters()
+            line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
+            *others, last = [f"{len(trainer.datamodule.splits[name][1])} {name}" for name in rows]
+            sizes = f"{', '.join(others)} and {last}" if others else last
+            self._draw(trainer, "1_data", rows, None, f"The data: {sizes} rows{line}")
+        if self._before_training is not None:
+            self._draw(trainer, "2_predictions_before_training", rows, *self._before_training)
+        if "test" in rows:
+            self._draw_test_predictions(trainer, pl_module, f"after training (epoch {trainer.current_epoch - 1})")
+        curves = {name.replace("_", " "): curve for name, curve in self.curves().items() if len(curve[0])}
+        if curves:
+            panel = LossPanel(f"Loss per epoch\n{model}", curves)
+            self._write(trainer, "4_loss_curves", loss_figure([panel], ylabel="L1 loss (MAE)"))
+        self._announce()
+
+    # test
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start_drawing(trainer) and "test" in _rows(trainer):
+            self._draw_test_predictions(trainer, pl_module, "of the evaluated model")
+            self._announce()
+
+    # predict
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._predicted = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs: Tensor, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.enabled and trainer.is_global_zero:
+            self._predicted.append((batch[0][:, 0], outputs[:, 0]))
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._start_drawing(trainer) or not self._predicted:
+            return
+        x, y_pred = (_numpy(_thin(torch.cat(parts))) for parts in zip(*self._predicted))
+        self._predicted = []
+        title = f"Predictions (predictions.csv) over the data\n{_describe(pl_module)}"
+        self._draw(trainer, "5_predictions", _rows(trainer), (x, y_pred), title)
+        self._announce()
+
+    # writing
+    def _start_drawing(self, trainer: L.Trainer) -> bool:
+        """Whether this process draws. Every process asks, since ``trainer.log_dir`` is a collective under DDP."""
+        if not self.enabled:
+            return False
+        self._directory, self.paths = Path(trainer.log_dir or trainer.default_root_dir), []
+        return trainer.is_global_zero
+
+    def _draw_test_predictions(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
+        rows = _rows(trainer)
+        predictions = (_numpy(rows["test"][0][:, 0]), _predict(pl_module, rows["test"][0]))
+        self._draw(trainer, "3_predictions_after_training", rows, predictions,
+                   f"Predictions on the test split {when}\n{_describe(pl_module)}")
+
+    def _draw(self, trainer: L.Trainer, name: str, rows: dict[str, tuple[Tensor, Tensor]],
+              predictions: Points | None, title: str, step: int | None = None) -> None:
+        points = {split: (_numpy(x[:, 0]), _numpy(y[:, 0])) for split, (x, y) in rows.items()}
+        fig = predictions_figure(points, predictions, title=title, xlabel=_xlabel(trainer))
+        self._write(trainer, name, fig, step)
+
+    def _write(self, trainer: L.Trainer, name: str, fig: Figure, step: int | None = None) -> None:
+        """``<log dir>/<name>.png``, and ``figures/<name>`` at ``step`` (default: now) for loggers with add_image."""
+        path = self._directory / f"{name}.png"
+        pixels = save_png(fig, path)
+        step = trainer.global_step if step is None else step
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_image"):
+                logger.experiment.add_image(f"figures/{name}", pixels, step, dataformats="HWC")
+        self.paths.append(path)
+
+    def _announce(self) -> None:
+        if self.paths:
+            print(f"figures: {self.paths[0].parent} ({', '.join(p.name for p in self.paths)})", flush=True)
+
+
+def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:
+    """The datamodule's splits, thinned for plotting; val only when it is a split of its own (not the test split)."""
+    datamodule = trainer.datamodule
+    splits = getattr(datamodule, "splits", None) or {}
+    names = ("train", "val", "test") if getattr(datamodule, "val_split", 0) else ("train", "test")
+    return {name: (_thin(splits[name][0]), _thin(splits[name][1])) for name in names if name in splits}
+
+
+def _thin(rows: Tensor) -> Tensor:
+    """At most MAX_POINTS evenly spaced rows: a scatter of more shows nothing more and takes seconds to draw."""
+    return rows[:: max(1, math.ceil(len(rows) / MAX_POINTS))]
+
+
+def _predict(pl_module: L.LightningModule, x: Tensor) -> np.ndarray:
+    """The model's predictions for ``x`` (rows of the data, on the model's device), in eval mode without autograd."""
+    training = pl_module.training
+    pl_module.eval()
+    with torch.inference_mode():
+        y = pl_module(x)
+    pl_module.train(training)
+    return _numpy(y[:, 0])
+
+
+def _numpy(tensor: Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+def _describe(pl_module: L.LightningModule) -> str:
+    """``manual model: w=0.6954, b=0.2998 | true w=0.7000, b=0.3000`` (the truth when the data know it)."""
+    text = f"{pl_module.hparams.get('variant', type(pl_module).__name__)} model: {_line(*pl_module.coefficients())}"
+    truth = pl_module.true_parameters()
+    if truth is None:
+        return text
+    true = f"true {_line(*truth)}"
+    one_line = f"{text} | {true}"
+    return one_line if len(one_line) <= TITLE_CHARACTERS else f"{text}\n{true}"
+
+
+def _line(weight: Tensor, bias: Tensor) -> str:
+    return f"w={format_numbers(weight.tolist())}, b={format_numbers(bias.tolist())}"
+
+
+def _xlabel(trainer: L.Trainer) -> str:
+    names = getattr(trainer.datamodule, "feature_names", None)
+    features = getattr(trainer.datamodule, "num_features", 1)
+    first = names[0] if names else "x" if features == 1 else "x[0]"
+    return first if features == 1 else f"{first} (the first of {features} features)"

@@ -1,0 +1,191 @@
+"""Plots: the tutorial's figures as pure functions, arrays in and a matplotlib ``Figure`` out.
+
+No pyplot and no global state: every figure is a ``matplotlib.figure.Figure`` on the non-interactive Agg canvas, so
+nothing needs a display and nothing stays registered once the figure is dropped. ``save_png`` renders a figure once
+and returns its pixels, which TensorBoard's ``add_image(..., dataformats="HWC")`` takes as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.image import imsave
+
+from lit_linreg.io import atomic_write
+
+DPI = 100
+LEGEND_INCHES = 0.45  # the strip under a single_axes figure that holds its legend
+TITLE_CHARACTERS = 66  # what a title line of a 7-inch figure holds
+SPLIT_COLORS = {"train": "b", "val": "tab:orange", "test": "g"}  # the tutorial's blue train and green test points
+
+Points = tuple[np.ndarray, np.ndarray]  # (x, y): 1-D arrays of equal length
+
+
+class LossPanel(NamedTuple):
+    """One axes of loss curves: ``curves`` maps a label to (epochs, losses); ``mark_epoch`` draws a dotted line."""
+
+    title: str
+    curves: Mapping[str, Points]
+    title_color: str = "black"
+    mark_epoch: int | None = None
+
+
+def format_numbers(values: np.ndarray | Sequence[float]) -> str:
+    """``0.6954`` for one value, ``[0.7000, 0.3000, 0.1000, ...]`` (the first three) for several."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    shown = ", ".join(f"{v:.4f}" for v in values[:3]) + (", ..." if len(values) > 3 else "")
+    return shown if len(values) == 1 else f"[{shown}]"
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches on the Agg canvas, laid out so that no label is clipped."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def single_axes(title: str) -> tuple[Figure, Axes]:
+    """A 7 x 4.5 inch figure with one axes, room above for ``title``'s lines and below for a legend.
+
+    Fixed margins instead of a layout engine, which would make up half the drawing time of the figures every run
+    draws; ``save_png`` widens them in the rare figure whose labels do not fit. Title lines wrap at 66 characters.
+    """
+    fig = Figure(figsize=(7, 4.5), dpi=DPI)
+    FigureCanvasAgg(fig)
+    title = "\n".join(textwrap.fill(line, TITLE_CHARACTERS) for line in title.splitlines())
+    lines = title.count("\n") + 1
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.19, top=1 - (0.1 + 0.22 * lines) / 4.5)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    return fig, ax
+
+
+def predictions_figure(
+    splits: Mapping[str, Points],
+    predictions: Points | None = None,
+    *,
+    title: str,
+    xlabel: str = "x",
+    prediction_label: str = "predictions",
+) -> Figure:
+    """The tutorial's ``plot_predictions``: the data points of each split (train blue, test green), predictions red."""
+    fig, ax = single_axes(title)
+    for name, (x, y) in splits.items():
+        ax.scatter(x, y, c=SPLIT_COLORS.get(name), s=12, label=f"{name} data")
+    if predictions is not None:
+        ax.scatter(*predictions, c="r", s=12, label=prediction_label)
+    ax.set(xlabel=xlabel, ylabel="y")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax)
+    return fig
+
+
+def loss_figure(
+    panels: Sequence[LossPanel], *, title: str | None = None, log_scale: bool = False, ylabel: str = "L1 loss"
+) -> Figure:
+    """Loss curves per epoch: one panel full size, several side by side (4 per row at most) on a shared y axis."""
+    rows = math.ceil(len(panels) / 4)
+    columns = math.ceil(len(panels) / rows)
+    if len(panels) == 1:
+        fig, ax = single_axes(panels[0].title)
+        axes = np.array([ax])
+    else:
+        fig = new_figure(3.2 * columns, 2.9 * rows + 0.9)
+        axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    for ax, panel in zip(axes, panels):
+        for label, (epochs, losses) in panel.curves.items():
+            ax.plot(epochs, losses, ".", ms=2, label=label)  # points: a loss alternating between two levels shows
+        if panel.mark_epoch is not None:
+            ax.axvline(panel.mark_epoch, color="0.3", ls=":", lw=1.2)
+        ax.set_title(panel.title, color=panel.title_color, fontsize="large" if len(panels) == 1 else 10)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log" if log_scale else "linear")
+        ax.grid(alpha=0.3)
+    for ax in axes[::columns]:
+        ax.set_ylabel(ylabel)
+    for ax in axes[len(panels) :]:
+        fig.delaxes(ax)
+    _legend_below(fig, axes[0], markerscale=4)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def gradient_figure(
+    w: np.ndarray,
+    loss: np.ndarray,
+    gradient: np.ndarray,
+    steps: Points,
+    optimal_w: float,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The tutorial's theory figure: the loss L(w), its derivative dL/dw, and the gradient-descent ``steps`` (w, L)."""
+    fig = new_figure(12, 4)
+    loss_ax, gradient_ax, descent_ax = fig.subplots(1, 3)
+    loss_ax.plot(w, loss, "b-", lw=2, label="MSE loss")
+    loss_ax.axvline(optimal_w, color="r", ls="--", label=f"optimum w={optimal_w:.1f}")
+    loss_ax.set(xlabel="weight w", ylabel="MSE loss", title="MSE loss  L(w) = (wx + b - t)²")
+    gradient_ax.plot(w, gradient, "r-", lw=2, label="gradient dL/dw")
+    gradient_ax.axhline(0, color="black", lw=0.8, ls="--", alpha=0.7)
+    gradient_ax.axvline(optimal_w, color="r", ls="--", label="gradient = 0")
+    gradient_ax.set(xlabel="weight w", ylabel="dL/dw", title="its gradient  dL/dw = 2x(wx + b - t)")
+    descent_ax.plot(w, loss, "b-", alpha=0.6, label="MSE loss")
+    descent_ax.plot(*steps, "ro-", ms=6, label="gradient-descent steps")
+    descent_ax.axvline(optimal_w, color="g", ls="--", label="optimum")
+    descent_ax.set(xlabel="weight w", ylabel="MSE loss", title="gradient descent")
+    for ax in (loss_ax, gradient_ax, descent_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def lr_finder_figure(lrs: np.ndarray, losses: np.ndarray, suggestion: float | None, *, title: str) -> Figure:
+    """Lightning's learning-rate finder: the smoothed training loss against the (log-scaled) learning rate."""
+    fig, ax = single_axes(title)
+    ax.plot(lrs, losses, lw=1.5, label="smoothed training loss")
+    if suggestion is not None:
+        ax.axvline(suggestion, color="r", ls="--", label=f"suggestion lr={suggestion:.3g}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="loss")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax)
+    return fig
+
+
+def _legend_below(fig: Figure, ax: Axes, **kwargs: Any) -> None:
+    """One legend for the figure, under the axes: it never covers a point, however the data fall."""
+    handles, labels = ax.get_legend_handles_labels()
+    if fig.get_layout_engine() is None:  # single_axes: in the margin it keeps free
+        kwargs.update(loc="lower center", bbox_to_anchor=(0.5, 0.01))
+    else:
+        kwargs.update(loc="outside lower center")
+    fig.legend(handles, labels, ncols=len(labels), **kwargs)
+
+
+def _labels_inside(fig: Figure) -> bool:
+    """Whether every axes' title, labels and tick labels lie inside the figure (measured from the last draw)."""
+    renderer, edges = fig.canvas.get_renderer(), fig.bbox
+    boxes = [ax.get_tightbbox(renderer, bbox_extra_artists=[]) for ax in fig.axes]  # decorations, not data
+    return all(edges.x0 <= box.x0 and box.x1 <= edges.x1 and box.y1 <= edges.y1 for box in boxes)
+
+
+def save_png(fig: Figure, path: str | os.PathLike) -> np.ndarray:
+    """Render ``fig`` once, write it to ``path`` as a PNG (atomically); returns its (height, width, 4) uint8 pixels."""
+    fig.canvas.draw()
+    if fig.get_layout_engine() is None and not _labels_inside(fig):  # single_axes margins too narrow: widen them
+        fig.tight_layout(rect=(0, LEGEND_INCHES / fig.get_figheight(), 1, 1))
+        fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    atomic_write(Path(path), lambda file: imsave(file, pixels, format="png", dpi=DPI))
+    return pixels

@@ -1,0 +1,205 @@
+"""``lit-linreg lr-sweep``: train the regression once per learning rate, for the same budget, and compare the runs.
+
+Every run is an ordinary ``fit`` of the same config (data, model, trainer, seed: the same initial weights), with
+only ``model.lr`` changed, and writes nothing: no logger, checkpoint, table or figure per run.
+
+Run: lit-linreg lr-sweep --config configs/base.yaml --lrs "[0.001, 0.01, 0.1, 0.5]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from lightning.pytorch.tuner import Tuner
+from lightning.pytorch.utilities.seed import isolate_rng
+
+from lit_linreg.cli import LitLinregCLI
+from lit_linreg.errors import require
+from lit_linreg.figures import LossHistory
+from lit_linreg.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
+
+DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
+STATUS_COLORS = {"converged": "darkgreen", "not converged": "darkorange", "diverged": "firebrick"}
+QUIET_RUN = [
+    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "--checkpoint.save_top_k", "0", "--checkpoint.save_last", "false", "--table.every_n_epochs", "0",
+    "--figures.enabled", "false",
+]
+
+
+class Run(NamedTuple):
+    """One training run of the sweep: its learning rate, loss curves, status and final weight and bias."""
+
+    lr: float
+    curves: dict[str, Points]
+    status: str
+    converged_epoch: int | None
+    weight: str
+    bias: str
+    note: str = ""
+
+    @property
+    def status_text(self) -> str:
+        return f"converged at epoch {self.converged_epoch}" if self.status == "converged" else self.status
+
+
+def classify(losses: np.ndarray) -> tuple[str, int | None]:
+    """``("converged", N)``, ``("not converged", None)`` or ``("diverged", None)`` for per-epoch losses.
+
+    With L0 the first epoch's loss, W the last tenth of the epochs (at least 2) and P the tenth before it:
+
+    - diverged: a loss is NaN/inf, or mean(W) > L0 (the steps overshoot: training made the fit worse);
+    - not converged: fewer than 2·|W| epochs, or the loss still falls (mean(P) - mean(W) > spread(W) / 2: a steady
+      descent, however slow), or it swings more widely than it fell (spread(W) > L0 - mean(W));
+    - converged at epoch N otherwise: N is the first epoch from which the loss never again exceeds max(W).
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    window = max(2, len(losses) // 10)
+    if not np.isfinite(losses).all() or (len(losses) and losses[-window:].mean() > losses[0]):
+        return "diverged", None
+    if len(losses) < 2 * window:
+        return "not converged", None
+    last, previous = losses[-window:], losses[-2 * window : -window]
+    spread = last.max() - last.min()
+    still_falling = previous.mean() - last.mean() > spread / 2 + 1e-6 * losses[0]  # (the 1e-6: float rounding)
+    if still_falling or spread > losses[0] - last.mean():
+        return "not converged", None
+    above = np.flatnonzero(losses > last.max())
+    return "converged", int(above[-1]) + 1 if len(above) else 0
+
+
+@contextmanager
+def _quiet_and_isolated() -> Iterator[None]:
+    """No per-run Lightning chatter; the caller's RNG states and PL_GLOBAL_SEED as they were (each run seeds them)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with isolate_rng():
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if seed is None:
+            os.environ.pop("PL_GLOBAL_SEED", None)
+        else:
+            os.environ["PL_GLOBAL_SEED"] = seed
+
+
+class Sweep:
+    """The runs of one sweep: ``lit-linreg fit <fit_args>``, all with one seed, writing only into ``scratch``."""
+
+    def __init__(self, fit_args: list[str], scratch: str) -> None:
+        self.fit_args = [*fit_args, *QUIET_RUN, "--trainer.default_root_dir", scratch, "--checkpoint.dirpath", scratch]
+        self.truth: tuple[str, str] | None = None  # the data's true (weight, bias), formatted, when known
+
+    def build(self, *args: str) -> LitLinregCLI:
+        cli = LitLinregCLI(args=[*self.fit_args, *args], run=False, save_config_callback=None)
+        seed = cli.config.seed_everything
+        if seed is not False and "--seed_everything" not in self.fit_args:  # later runs start from the same weights
+            self.fit_args += ["--seed_everything", str(seed)]
+        return cli
+
+    def train(self, lr: float, note: str = "") -> Run:
+        """One run with ``model.lr = lr``, classified by its training loss."""
+        cli = self.build("--model.lr", repr(lr), "--trainer.callbacks+=lit_linreg.figures.LossHistory")
+        cli.trainer.fit(cli.model, cli.datamodule)
+        history = next(c for c in cli.trainer.callbacks if isinstance(c, LossHistory))
+        curves = {name.replace("_", " "): curve for name, curve in history.curves().items() if len(curve[0])}
+        require("train loss" in curves, "the sweep's runs trained no epoch: give them some (--trainer.max_epochs)")
+        weight, bias = (format_numbers(t.tolist()) for t in cli.model.coefficients())
+        truth = cli.model.true_parameters()
+        self.truth = None if truth is None else tuple(format_numbers(t.tolist()) for t in truth)
+        return Run(lr, curves, *classify(curves["train loss"][1]), weight, bias, note)
+
+    def find_lr(self, out: Path) -> float | None:
+        """Lightning's learning-rate finder on the same run: prints its suggestion and draws its curve into ``out``."""
+        cli = self.build("--trainer.max_epochs", "-1")  # the finder stops by itself after its 100 steps
+        finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, update_attr=False)
+        suggestion = finder.suggestion()
+        suggestion = None if suggestion is None else float(f"{suggestion:.3g}")
+        lrs, losses = (np.array(finder.results[key][10:-1]) for key in ("lr", "loss"))  # what Lightning plots
+        save_png(lr_finder_figure(lrs, losses, suggestion, title="Lightning's learning-rate finder"), out)
+        found = f"suggests lr={suggestion} (the steepest fall of its smoothed loss)" if suggestion else "found none"
+        print(f"lr_find {found}; figure: {out}")
+        if cli.trainer.num_training_batches == 1:
+            print("  caveat: with full-batch data each of its 100 steps is a whole epoch on the same rows at a larger "
+                  "lr, so its curve mixes in the progress made at earlier rates: a starting point, to check here")
+        return suggestion
+
+
+def _learning_rates(text: str) -> list[float]:
+    try:
+        lrs = [float(value) for value in text.strip().strip("[]").split(",") if value.strip()]
+    except ValueError:
+        lrs = []
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        raise argparse.ArgumentTypeError(f"expected positive numbers like \"[0.001, 0.01, 0.1]\", got {text!r}")
+    return lrs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lit-linreg lr-sweep",
+        description="Train once per learning rate for the same number of epochs, from the same initial weights; print "
+        "a summary table and draw the loss curves side by side with each run's status (converged at epoch N, not "
+        "converged, diverged).",
+        epilog="Any other argument is passed to every run as to `lit-linreg fit` (e.g. --trainer.max_epochs 300 "
+        "--data.noise_std 0.05). Status, from the training loss: diverged = NaN/inf, or the last tenth of the "
+        "epochs averages above the first epoch's loss; converged at epoch N = it stopped falling and swings less "
+        "than it fell, N being the first epoch after which it never exceeds the last tenth's maximum; otherwise "
+        "not converged.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", action="append", default=[], help="config file, as for `lit-linreg fit`")
+    parser.add_argument("--lrs", type=_learning_rates, default=DEFAULT_LRS, help="the learning rates, a list")
+    parser.add_argument("--lr_find", action="store_true",
+                        help="first run Lightning's learning-rate finder, draw its curve (lr_find.png beside --out) "
+                        "and add its suggestion to the sweep")
+    parser.add_argument("--out", type=Path, default=Path("figures/lr_sweep.png"), help="where to write the figure")
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args, fit_args = _parser().parse_known_args(argv)
+    require(not any(arg.startswith("--model.lr") for arg in fit_args),
+            "lr-sweep sets model.lr itself: give the learning rates with --lrs \"[0.001, 0.01]\"")
+    configs = [arg for config in args.config for arg in ("--config", config)]
+    lrs = [(lr, "") for lr in args.lrs]
+    with tempfile.TemporaryDirectory(prefix="lit-linreg-lr-sweep-") as scratch, _quiet_and_isolated():
+        sweep = Sweep(configs + fit_args, scratch)
+        if args.lr_find:
+            suggestion = sweep.find_lr(args.out.parent / "lr_find.png")
+            lrs += [(suggestion, " (lr_find)")] if suggestion is not None else []
+        runs = []
+        for i, (lr, note) in enumerate(lrs):
+            print(f"[{i + 1}/{len(lrs)}] lr={lr:g}{note}", flush=True)
+            runs.append(sweep.train(lr, note))
+
+    print(f"\n{'lr':>10} | {'status':<22} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
+    for run in runs:
+        train_loss, val_loss = (f"{run.curves[key][1][-1]:10.6f}" if key in run.curves else f"{'-':>10}"
+                                for key in ("train loss", "val loss"))
+        print(f"{run.lr:>10g} | {run.status_text:<22} | {train_loss} | {val_loss} | {run.weight:>6} | {run.bias:>6}"
+              f"{run.note}")
+    if sweep.truth is not None:
+        print(f"{'true':>10} | {'':<22} | {'':>10} | {'':>10} | {sweep.truth[0]:>6} | {sweep.truth[1]:>6}")
+    epochs = max(len(run.curves["train loss"][0]) for run in runs)
+    source = ", ".join(Path(config).name for config in args.config) or "the default config"
+    panels = [LossPanel(f"lr = {run.lr:g}{run.note}\n{run.status_text}", run.curves, STATUS_COLORS[run.status],
+                        run.converged_epoch) for run in runs]
+    fig = loss_figure(panels, title=f"Learning-rate sweep of {source}: {epochs} epochs per run", log_scale=True)
+    save_png(fig, args.out)
+    print(f"figure: {args.out}")

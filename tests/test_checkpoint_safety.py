@@ -1,0 +1,90 @@
+"""Bad, foreign and malicious checkpoints are refused with one specific line, before anything in them is used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_linreg.errors import UserError
+from lit_linreg.task import LinearRegressionTask
+
+from .bad_inputs import error_line, fit_real_checkpoint, write_bad_checkpoints
+from .helpers import CONFIGS
+
+UNTRUSTED = "is not a trusted lit-linreg checkpoint"
+EXPECTED = {  # bad checkpoint -> what the message says after "checkpoint <path> "
+    "torch file that runs code": UNTRUSTED + ": it holds Python objects that would run code",
+    "pickle that runs code": UNTRUSTED + ": it holds Python objects that would run code",
+    "untrusted instantiator": UNTRUSTED + ": its hyperparameters name the instantiator 'os.system'",
+    "foreign data class": UNTRUSTED + ": its data class 'os.system' is not a lit-linreg data module",
+    "foreign class path": "was saved by tests.bad_inputs.ForeignModule, not by lit-linreg",
+    "foreign module": "was saved by another LightningModule, not by lit-linreg",
+    "random bytes": "is damaged or not a PyTorch checkpoint",
+    "truncated copy": "is damaged or not a PyTorch checkpoint",
+    "empty file": "is an empty file",
+}
+RUNS_CODE = ["torch file that runs code", "untrusted instantiator"]
+COMMANDS = [["predict"], ["test"], ["validate"], ["fit", "--trainer.max_epochs", "1"]]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    paths = write_bad_checkpoints(fit_real_checkpoint(root / "real"), root / "bad", root / "code_ran")
+    return {**paths, "real": next((root / "real").glob("checkpoints/*/last.ckpt")), "marker": root / "code_ran"}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_bad_checkpoint_gets_its_own_message(name: str, files: dict[str, Path], capsys) -> None:
+    path = files[name]
+    assert f"checkpoint {path} {EXPECTED[name]}" in error_line(capsys, "predict", "--ckpt_path", path)
+    with pytest.raises(UserError, match=EXPECTED[name]):
+        LinearRegressionTask.load_from_checkpoint(path)
+    assert not files["marker"].exists()
+
+
+@pytest.mark.parametrize("name", RUNS_CODE)
+def test_code_running_checkpoints_are_refused_by_every_entry_point(name: str, files: dict[str, Path], capsys) -> None:
+    for command, *options in COMMANDS:
+        assert UNTRUSTED in error_line(capsys, command, "--ckpt_path", files[name], *options)
+    # The same file as checkpoints/<run>/last.ckpt, reached through the aliases.
+    last = Path("checkpoints/evil/last.ckpt")
+    last.parent.mkdir(parents=True)
+    last.write_bytes(files[name].read_bytes())
+    assert UNTRUSTED in error_line(capsys, "fit", "--run_name", "evil", "--ckpt_path", "last")
+    assert UNTRUSTED in error_line(capsys, "test", "--run_name", "evil", "--ckpt_path", "best")
+    assert not files["marker"].exists()
+
+
+def test_missing_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "checkpoint nowhere.ckpt does not exist" in error_line(capsys, "predict", "--ckpt_path", "nowhere.ckpt")
+    assert "there is no checkpoints/base/last.ckpt" in error_line(
+        capsys, "test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+
+
+def test_weights_only_false_is_refused(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--weights_only false is refused" in error_line(
+        capsys, "predict", "--ckpt_path", files["real"], "--weights_only", "false")
+    with pytest.raises(UserError, match="weights_only=False is refused"):
+        LinearRegressionTask.load_from_checkpoint(files["real"], weights_only=False)
+
+
+def test_a_config_that_contradicts_the_checkpoint(tmp_path: Path, files: dict[str, Path], capsys) -> None:
+    line = error_line(capsys, "predict", "--ckpt_path", files["real"], "--config", CONFIGS / "linear.yaml")
+    assert "holds a model with variant='manual', but the config asks for model.variant='linear'" in line
+    two_features = fit_real_checkpoint(tmp_path / "wide", "--data.num_samples", "100", "--data.num_features", "2",
+                                       "--trainer.max_epochs", "1")
+    line = error_line(capsys, "test", "--ckpt_path", two_features, "--data.num_features", "1")
+    assert "holds a model with in_features=2, but the config asks for model.in_features (set by the data)=1" in line
+    # In Python, weights that do not fit the requested model are one line too, not a state-dict dump.
+    with pytest.raises(UserError, match="do not fit this model .variant='linear'"):
+        LinearRegressionTask.load_from_checkpoint(files["real"], variant="linear")
+
+
+def test_load_from_checkpoint_still_loads_a_good_checkpoint(files: dict[str, Path]) -> None:
+    task = LinearRegressionTask.load_from_checkpoint(files["real"])
+    state = torch.load(files["real"], weights_only=True)["state_dict"]
+    assert task.hparams.variant == "manual"
+    assert all(torch.equal(task.state_dict()[k], v) for k, v in state.items())

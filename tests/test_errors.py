@@ -1,0 +1,162 @@
+"""Bad input ends in one line ``lit-linreg: error: ...``, exit status 2 and no traceback; bugs keep theirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_linreg.cli import LitLinregCLI
+from lit_linreg.errors import UserError
+from lit_linreg.task import LinearRegressionTask
+
+from .bad_inputs import error_line, write_code_running_checkpoint
+from .helpers import CONFIGS, run
+
+BASE = CONFIGS / "base.yaml"
+HAS_GPU = torch.cuda.is_available() or torch.backends.mps.is_available()
+BAD_VALUES = [  # options added to `fit --config configs/base.yaml`, and what the error line says
+    (["--data.step", "0"], "data.step must be > 0, got 0.0"),
+    (["--data.step", "nan"], "--data.step: expected float, got nan"),
+    (["--data.end", "-1"], "data.end must be greater than data.start, got start=0.0, end=-1.0"),
+    (["--data.train_split", "1.5"], "data.train_split must be between 0 and 1"),
+    (["--data.train_split", "0.01"], "leaves train/val/test splits of 0/0/50 rows"),
+    (["--data.batch_size", "0"], "data.batch_size must be a positive integer or null"),
+    (["--data.batch_size", "0.5"], "--data.batch_size: expected int (given: 0.5)"),
+    (["--model.lr", "0"], "model.lr must be a positive finite number"),
+    (["--model.lr", ".nan"], "model.lr must be a positive finite number (at most 3.4e38, the float32 limit), got nan"),
+    (["--model.lr", "1e39"], "model.lr must be a positive finite number (at most 3.4e38, the float32 limit)"),
+    (["--model.variant", "quadratic"], "--model.variant: expected one of 'manual', 'linear', got quadratic"),
+    (["--data.weight", ".inf"], "data.weight must be finite numbers, got [inf]"),
+    (["--data.bias", ".nan"], "data.bias must be finite numbers, got nan"),
+    (["--data.noise_std", ".inf"], "data.noise_std must be finite numbers, got inf"),
+    (["--data.predict_x", "[]"], "data.predict_x is empty"),
+    (["--data.predict_x", "[0.5, .nan]"], "data.predict_x[1] must be finite numbers, got [nan]"),
+    (["--data.predict_x", "[0.5, abc]"], "--data.predict_x: expected float, got abc (given: [0.5, 'abc'])"),
+    (["--data.predict_x", "[0.5, , 2]"], "--data.predict_x: expected list (given: [0.5, , 2])"),
+    (["--data.num_samples", "99", "--data.num_features", "2", "--data.predict_x", "[[1, 2], [3]]"],
+     "data.predict_x[1] has 1 values but the data have 2 features"),
+    (["--trainer.max_epochs", "0"], "trainer.max_epochs must be a positive number of epochs, got 0"),
+    (["--trainer.max_epochs", "-1"], "(-1, no epoch limit, is accepted only with a positive --trainer.max_steps)"),
+    (["--trainer.max_steps", "0"], "trainer.max_steps must be a positive number of steps or -1"),
+    (["--trainer.accelerator", "quantum"], "You selected an invalid accelerator name: `accelerator='quantum'`"),
+    *([] if HAS_GPU else [(["--trainer.accelerator", "gpu"],
+                           "trainer.accelerator='gpu', trainer.devices=1): No supported gpu backend found!; "
+                           "fix the --trainer option it names (--trainer.accelerator auto uses what this machine")]),
+    (["--model.lrr", "1"], "unrecognized arguments: --model.lrr 1; see `lit-linreg fit --help`"),
+]
+CONFIG_FILES = {  # config file content (None: no such file) -> what the error line says
+    None: "--config: File does not exist: ",
+    "model:\n  variant: [manual\n  lr: 0.01\n": "not valid YAML: expected ',' or ']', but got ':' at line 3, column 5",
+    "model:\n\tlr: 0.01\n": "is not valid YAML: found character '\\t' that cannot start any token at line 2",
+    "- fit\n": "Unexpected config: - fit",
+    "model:\n  lrr: 0.01\n": "Subcommand 'fit' does not accept option 'model.lrr'",
+    "data:\n  init_args:\n    stepp: 0.01\n": "--data: Option 'stepp' is not accepted",
+}
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_VALUES)
+def test_bad_values(options: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert message in error_line(capsys, "fit", "--config", BASE, *options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(["--data.step", "0"], "data.step must be > 0"), (["--model.lr", "0"], "model.lr must be a positive"),
+     (["--trainer.max_epochs", "0"], "trainer.max_epochs must be a positive number of epochs")],
+)
+def test_print_config_checks_like_a_run(options: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run("fit", "--config", BASE, *options, "--print_config")
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and "Traceback" not in err and out == ""  # nothing printed
+    assert err.strip().splitlines()[-1].startswith(f"lit-linreg: error: {message}")
+
+
+@pytest.mark.parametrize(("content", "message"), CONFIG_FILES.items())
+def test_bad_config_files(content: str | None, message: str, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "config.yaml"
+    if content is not None:
+        config.write_text(content)
+    line = error_line(capsys, "fit", "--config", config)
+    assert message in line
+    if content is None or "YAML" in message:
+        assert str(config) in line  # the file is named
+
+
+def test_python_users_get_the_same_errors() -> None:
+    with pytest.raises(UserError, match="model.lr must be a positive finite number"):
+        LinearRegressionTask(lr=float("nan"))
+    with pytest.raises(UserError, match="model.variant must be one of"):
+        LinearRegressionTask(variant="quadratic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("switch", ["flag", "environment"])
+def test_verbose_shows_the_traceback(switch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIT_LINREG_VERBOSE", "1" if switch == "environment" else "0")
+    flag = ["--verbose"] if switch == "flag" else []
+    with pytest.raises(ValueError) as raised:  # jsonargparse's error, raised from our UserError
+        run(*flag, "fit", "--config", BASE, "--data.step", "0")
+    assert isinstance(raised.value.__cause__, UserError)
+
+
+def test_bugs_keep_their_traceback_and_ctrl_c_exits_130(monkeypatch, capsys) -> None:
+    def bug(self: LitLinregCLI) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(LitLinregCLI, "before_fit", bug)
+    with pytest.raises(ZeroDivisionError):
+        run("fit", "--config", BASE)
+
+    def ctrl_c(self: LitLinregCLI) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LitLinregCLI, "before_fit", ctrl_c)
+    with pytest.raises(SystemExit) as exit_info:
+        run("fit", "--config", BASE)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "lit-linreg: error: interrupted by Ctrl-C"
+
+
+# End to end: the real program in fresh processes, for a value, a checkpoint and a device error (the cases above share
+# their path through main). They start with this module and run beside its other tests (each spends seconds importing
+# torch); the last tests collect them.
+END_TO_END = {
+    "bad value": (["fit", "--config", BASE, "--data.step", "0"], "data.step must be > 0"),
+    "code-running checkpoint": (["predict", "--ckpt_path", "evil.ckpt"],
+                                "checkpoint evil.ckpt is not a trusted lit-linreg checkpoint"),
+    "unavailable accelerator": (["fit", "--config", BASE, "--trainer.accelerator", "gpu"], "accelerator='gpu'"),
+}
+if HAS_GPU:
+    del END_TO_END["unavailable accelerator"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def end_to_end(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, subprocess.Popen]]]:
+    root = tmp_path_factory.mktemp("end_to_end")
+    write_code_running_checkpoint(root / "evil.ckpt", root / "code_ran")
+    env = {k: v for k, v in os.environ.items() if k != "LIT_LINREG_VERBOSE"}
+    processes = {
+        name: subprocess.Popen([sys.executable, "-m", "lit_linreg", *map(str, args)], cwd=root, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name, (args, _) in END_TO_END.items()
+    }
+    yield root, processes
+    for process in processes.values():
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.parametrize("name", END_TO_END)
+def test_end_to_end(name: str, end_to_end: tuple[Path, dict[str, subprocess.Popen]]) -> None:
+    root, processes = end_to_end
+    out, err = processes[name].communicate(timeout=300)
+    assert processes[name].returncode == 2 and "Traceback" not in out + err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("lit-linreg: error: ") and END_TO_END[name][1] in last
+    assert not (root / "code_ran").exists()

@@ -1,0 +1,123 @@
+"""FigureWriter: the figures of fit, test and predict, as PNG files in the run's log directory and in TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import lit_linreg.figures
+from lit_linreg.cli import LitLinregCLI
+from lit_linreg.figures import FigureWriter
+
+from .helpers import CONFIGS, run
+
+QUICK = ("--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "20", "--table.every_n_epochs", "0")
+FIT_FIGURES = ["1_data", "2_predictions_before_training", "3_predictions_after_training", "4_loss_curves"]
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
+    """The Figure behind each PNG the runs write, by file stem (the writer still saves them)."""
+    figures: dict[str, Figure] = {}
+    save_png = lit_linreg.figures.save_png
+
+    def record(fig: Figure, path: Path) -> np.ndarray:
+        figures[Path(path).stem] = fig
+        return save_png(fig, path)
+
+    monkeypatch.setattr(lit_linreg.figures, "save_png", record)
+    return figures
+
+
+def points(fig: Figure) -> dict[str, np.ndarray]:
+    return {c.get_label(): np.asarray(c.get_offsets()) for c in fig.axes[0].collections}
+
+
+def image_tags(log_dir: Path) -> list[str]:
+    return EventAccumulator(str(log_dir), size_guidance={"images": 0}).Reload().Tags()["images"]
+
+
+def test_fit_writes_figures_1_to_4_to_the_log_dir_and_tensorboard(drawn: dict[str, Figure]) -> None:
+    cli = LitLinregCLI(args=["fit", *map(str, QUICK)])
+    assert plt.get_fignums() == []  # no figure registered with pyplot: nothing left open, no display needed
+    log_dir = Path("lightning_logs/base/version_0")
+    assert sorted(p.stem for p in log_dir.glob("*.png")) == FIT_FIGURES
+    assert image_tags(log_dir) == [f"figures/{name}" for name in FIT_FIGURES]
+
+    data, before, after, losses = (drawn[name] for name in FIT_FIGURES)
+    assert {k: len(v) for k, v in points(data).items()} == {"train data": 40, "test data": 10}
+    assert data.axes[0].get_title() == "The data: 40 train and 10 test rows\ntrue line: w=0.7000, b=0.3000"
+    # Before the first step: the tutorial's seed-42 model, w=0.3367, b=0.1288, on the test split.
+    x_test = np.arange(0, 1, 0.02)[40:]
+    np.testing.assert_allclose(points(before)["predictions"][:, 1], 0.3367 * x_test + 0.1288, atol=1e-4)
+    assert before.axes[0].get_title().splitlines() == [
+        "Predictions on the test split before training",
+        "manual model: w=0.3367, b=0.1288 | true w=0.7000, b=0.3000",
+    ]
+    assert after.axes[0].get_title().startswith("Predictions on the test split after training (epoch 19)\nmanual")
+
+    # The loss curves are the values the run published and logged: 20 epochs of each.
+    writer = next(c for c in cli.trainer.callbacks if isinstance(c, FigureWriter))
+    scalars = EventAccumulator(str(log_dir)).Reload()
+    for name, line in zip(("train_loss", "val_loss"), losses.axes[0].lines):
+        assert line.get_label() == name.replace("_", " ")
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(20))
+        np.testing.assert_allclose(line.get_ydata(), [e.value for e in scalars.Scalars(name)], rtol=1e-6)
+        np.testing.assert_array_equal(line.get_ydata(), writer.curves()[name][1])
+
+
+def test_test_and_predict_write_their_figures(drawn: dict[str, Figure], capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", *QUICK)
+    run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+    assert (Path("lightning_logs/base/version_1/3_predictions_after_training.png")).is_file()
+    assert "evaluated model" in drawn["3_predictions_after_training"].axes[0].get_title()
+
+    capsys.readouterr()
+    run("predict", "--ckpt_path", "checkpoints/base/last.ckpt", "--data.predict_x", "[0.5, 2.0]")
+    out = capsys.readouterr().out
+    csv_path = Path(out.split("predictions: ")[1].split(" (")[0])
+    assert (csv_path.parent / "5_predictions.png").is_file()  # beside predictions.csv
+    assert f"figures: {csv_path.parent} (5_predictions.png)" in out
+    assert image_tags(csv_path.parent) == ["figures/5_predictions"]
+    with open(csv_path) as file:
+        rows = [(float(r["x"]), float(r["y_pred"])) for r in csv.DictReader(file)]
+    predicted = points(drawn["5_predictions"])
+    assert list(predicted) == ["train data", "test data", "predictions"]
+    np.testing.assert_allclose(predicted["predictions"], rows, rtol=1e-6)
+
+
+def test_figures_can_be_switched_off(drawn: dict[str, Figure]) -> None:
+    run("fit", *QUICK, "--figures.enabled", "false")
+    assert drawn == {} and not list(Path("lightning_logs").rglob("*.png"))
+    assert image_tags(Path("lightning_logs/base/version_0")) == []
+
+
+def test_a_logger_without_images_still_gets_the_png_files() -> None:
+    run("fit", *QUICK, "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "csv")
+    assert sorted(p.stem for p in Path("csv/lightning_logs/version_0").glob("*.png")) == FIT_FIGURES
+
+
+def test_several_features_and_a_val_split(drawn: dict[str, Figure]) -> None:
+    run("fit", *QUICK, "--data.num_samples", "100", "--data.weight", "[0.7, -0.2, 0.1]", "--model.variant", "linear",
+        "--data.val_split", "0.1")
+    data = drawn["1_data"]
+    assert data.axes[0].get_title().startswith("The data: 80 train, 10 val and 10 test rows\n")
+    assert list(points(data)) == ["train data", "val data", "test data"]
+    (ax,) = drawn["3_predictions_after_training"].axes
+    assert ax.get_xlabel() == "x[0] (the first of 3 features)"  # plotted against the first feature
+    assert ax.get_title().splitlines()[2] == "true w=[0.7000, -0.2000, 0.1000], b=0.3000"
+    assert len(points(drawn["3_predictions_after_training"])["predictions"]) == 10
+
+
+def test_a_resumed_fit_says_so_and_plots_its_own_epochs(drawn: dict[str, Figure]) -> None:
+    run("fit", *QUICK)
+    run("fit", *QUICK[:2], "--trainer.max_epochs", "30", "--table.every_n_epochs", "0", "--ckpt_path", "last")
+    assert drawn["2_predictions_before_training"].axes[0].get_title().startswith(
+        "Predictions on the test split resumed at epoch 20\n")
+    np.testing.assert_array_equal(drawn["4_loss_curves"].axes[0].lines[0].get_xdata(), np.arange(20, 30))

@@ -1,0 +1,119 @@
+"""``lit-linreg theory`` (the tutorial's gradient figure) and ``lit-linreg lr-sweep`` (real runs per learning rate)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import lit_linreg.sweep
+import lit_linreg.theory
+from lit_linreg.sweep import classify
+
+from .helpers import CONFIGS, run
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
+    """The Figure behind each PNG the commands write, by file name (they are still written)."""
+    figures: dict[str, Figure] = {}
+    for module in (lit_linreg.theory, lit_linreg.sweep):
+        def record(fig: Figure, path: Path, save_png=module.save_png) -> np.ndarray:
+            figures[Path(path).name] = fig
+            return save_png(fig, path)
+
+        monkeypatch.setattr(module, "save_png", record)
+    return figures
+
+
+def test_theory_reproduces_the_tutorials_gradient_descent(drawn, capsys: pytest.CaptureFixture[str]) -> None:
+    run("theory")
+    out = capsys.readouterr().out
+    assert "optimal weight (analytic): 2.0000" in out
+    assert "gradient descent result:   2.0000 after 15 steps of lr 0.1" in out
+    # The tutorial prints 0.000012, but its own code gives 1.5 * 0.2**15: the error shrinks 5x per step.
+    assert "convergence error:         0.000000 (4.92e-11)" in out
+    assert "1 - 2·lr·x² = 0.2: it converges" in out
+    assert Path("figures/theory.png").is_file() and "figure: figures/theory.png" in out
+
+    loss_ax, gradient_ax, descent_ax = drawn["theory.png"].axes
+    np.testing.assert_allclose(loss_ax.lines[0].get_xdata(), np.linspace(-1, 6, 100))
+    steps = next(line for line in descent_ax.lines if line.get_label() == "gradient-descent steps")
+    w = steps.get_xdata()
+    assert len(w) == 16 and w[0] == 0.5 and w[1] == pytest.approx(1.7)
+    np.testing.assert_allclose(steps.get_ydata(), (2 * w + 1 - 5) ** 2)
+
+
+def test_theory_options(drawn, capsys: pytest.CaptureFixture[str]) -> None:
+    run("theory", "--lr", "0.3", "--steps", "4", "--out", "out/big_lr.png")
+    out = capsys.readouterr().out
+    assert "1 - 2·lr·x² = -1.4: it does not converge (use lr < 1/x²)" in out
+    assert len(drawn["big_lr.png"].axes[2].lines[1].get_xdata()) == 5 and Path("out/big_lr.png").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        run("theory", "--x", "0")
+    assert exit_info.value.code == 2 and "--x must not be 0" in capsys.readouterr().err
+
+
+def test_help_lists_the_commands_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["--help"], ["theory", "--help"], ["lr-sweep", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run(*args)
+        assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  lit-linreg theory  +\S", out, re.MULTILINE)
+    assert re.search(r"^  lit-linreg lr-sweep +\S", out, re.MULTILINE)
+    assert "--lr_find" in out and "--w_range MIN MAX" in out
+
+
+def test_classify() -> None:
+    epochs = np.arange(100)
+    settled = np.where(epochs < 40, 0.3 - 0.007 * epochs, 0.02 + 0.001 * (epochs % 2))  # then alternates
+    assert classify(settled) == ("converged", 40)
+    assert classify(np.linspace(0.3, 0.2, 100)) == ("not converged", None)  # a slow but steady descent
+    assert classify(0.3 - 0.05 * (epochs % 2)) == ("not converged", None)  # swings about where it started
+    assert classify(np.r_[settled[:50], np.nan, settled[51:]]) == ("diverged", None)
+    assert classify(0.3 + 10 * (epochs % 2)) == ("diverged", None)  # overshoots: worse than at the start
+    assert classify(np.array([0.3, 0.2, 0.1])) == ("not converged", None)  # too short to tell
+
+
+def test_lr_sweep_classifies_real_runs(drawn, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    run("lr-sweep", "--config", CONFIGS / "base.yaml", "--lrs", "[0.0001, 0.05, 10]", "--trainer.max_epochs", "100")
+    assert torch.equal(torch.rand(3), expected_draw)  # the caller's RNG is left as it was
+
+    out = capsys.readouterr().out
+    table = {float(row[0]): row[1].strip() for row in re.findall(r"^ +([\d.e-]+) \| ([^|]+)\|", out, re.MULTILINE)}
+    assert table == {0.0001: "not converged", 0.05: "converged at epoch 16", 10.0: "diverged"}
+    assert re.search(r"^ +true \|.*\| 0.7000 \| 0.3000$", out, re.MULTILINE)
+    assert sorted(str(p) for p in Path().rglob("*") if p.is_file()) == ["figures/lr_sweep.png"]  # nothing else
+
+    panels = drawn["lr_sweep.png"].axes
+    assert [ax.get_title() for ax in panels] == [
+        "lr = 0.0001\nnot converged", "lr = 0.05\nconverged at epoch 16", "lr = 10\ndiverged"]
+    assert [ax.title.get_color() for ax in panels] == ["darkorange", "darkgreen", "firebrick"]
+    assert all(len(line.get_xdata()) == 100 for line in panels[0].lines)
+    # Every run starts from the config's seed-42 weights: the first epoch's train loss is the tutorial's 0.312881.
+    assert [round(float(ax.lines[0].get_ydata()[0]), 6) for ax in panels] == [0.312881] * 3
+
+
+def test_lr_sweep_with_the_lr_finder(drawn, capsys: pytest.CaptureFixture[str]) -> None:
+    run("lr-sweep", "--config", CONFIGS / "base.yaml", "--lrs", "[0.05]", "--lr_find", "--trainer.max_epochs", "30",
+        "--out", "sweep/lrs.png")
+    out = capsys.readouterr().out
+    suggestion = float(re.search(r"lr_find suggests lr=([\d.e-]+)", out).group(1))
+    assert 1e-8 < suggestion < 1 and "caveat: with full-batch data" in out
+    assert re.search(rf"^ +{suggestion:g} \| .* \(lr_find\)$", out, re.MULTILINE)
+    assert {"lrs.png", "lr_find.png"} == {p.name for p in Path("sweep").iterdir()}
+    assert drawn["lr_find.png"].axes[0].get_xscale() == "log" and len(drawn["lrs.png"].axes) == 2
+
+
+def test_lr_sweep_refuses_model_lr(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run("lr-sweep", "--model.lr", "0.1")
+    assert exit_info.value.code == 2 and "give the learning rates with --lrs" in capsys.readouterr().err
