@@ -86,10 +86,14 @@ def tutorial_section(repeats: int) -> None:
     plain = results["plain PyTorch loop"][0]
     bare = results["bare Lightning loop (Trainer defaults)"][0]
     minimal = results["bare Lightning loop, no bar and no summary"][0]
-    for label, ours in (("lit-linreg", results[base][0]),
-                        ("lit-linreg without figures", results["  the same, --figures.enabled false"][0])):
-        print(f"   {label}: / bare Lightning = {ours / bare:.2f} (target <= 1.25), / minimal bare = "
-              f"{ours / minimal:.2f}, / plain loop = {ours / plain:.2f} (target <= 8)")
+    for label, ours in (
+        ("lit-linreg", results[base][0]),
+        ("lit-linreg without figures", results["  the same, --figures.enabled false"][0]),
+    ):
+        print(
+            f"   {label}: / bare Lightning = {ours / bare:.2f} (target <= 1.25), / minimal bare = "
+            f"{ours / minimal:.2f}, / plain loop = {ours / plain:.2f} (target <= 8)"
+        )
 
 
 def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: int) -> None:
@@ -98,10 +102,27 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
 
     def lit_epoch() -> tuple[float, torch.nn.Module]:
         cli = litlinreg(
-            "fit", "--model.variant", "linear", "--model.lr", "0.01", "--trainer.max_epochs", "1",
-            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--seed_everything", "42",
-            "--data.num_samples", str(round(rows / 0.8)), "--data.noise_std", "0.1",
-            "--data.batch_size", str(batch_size), "--table.every_n_epochs", "0",
+            "fit",
+            "--model.variant",
+            "linear",
+            "--model.lr",
+            "0.01",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--seed_everything",
+            "42",
+            "--data.num_samples",
+            str(round(rows / 0.8)),
+            "--data.noise_std",
+            "0.1",
+            "--data.batch_size",
+            str(batch_size),
+            "--table.every_n_epochs",
+            "0",
             "--trainer.callbacks+=recipes.TrainEpochTimer",
         )
         timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainEpochTimer))
@@ -139,8 +160,10 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
 
     design = torch.cat([x.double(), torch.ones_like(x, dtype=torch.float64)], dim=1)
     solution = torch.linalg.lstsq(design, y.double()).solution[:, 0]
-    print(f"\n3. Reference: float64 least squares on the plain loop's rows: weight {solution[0]:.4f}, "
-          f"bias {solution[1]:.4f} (true: 0.7, 0.3)")
+    print(
+        f"\n3. Reference: float64 least squares on the plain loop's rows: weight {solution[0]:.4f}, "
+        f"bias {solution[1]:.4f} (true: 0.7, 0.3)"
+    )
 
 
 def _coefficients(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,8 +183,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per section (median reported)")
     parser.add_argument("--skip_scale", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()} ({os.cpu_count()} cores), Python "
-          f"{platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()} ({os.cpu_count()} cores), Python "
+        f"{platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}"
+    )
     tutorial_section(args.repeats)
     if not args.skip_scale:
         scale_section(args.rows, args.batch_size, args.dataloader_batches, max(1, args.repeats // 2))

@@ -51,33 +51,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         seconds, cli = synchronized_seconds(lambda: _fit_base(root))
         weight, bias = (t.item() for t in cli.model.coefficients())
-        rows.append(("fit configs/base.yaml (accelerator: auto)",
-                     f"{type(cli.trainer.accelerator).__name__} {cli.trainer.strategy.root_device}",
-                     f"{seconds:.2f} s, w={weight:.4f} b={bias:.4f}"))
+        rows.append(
+            (
+                "fit configs/base.yaml (accelerator: auto)",
+                f"{type(cli.trainer.accelerator).__name__} {cli.trainer.strategy.root_device}",
+                f"{seconds:.2f} s, w={weight:.4f} b={bias:.4f}",
+            )
+        )
 
-        x, y = scale_data(args.rows, device=device)
-        plain = [synchronized_seconds(lambda: plain_minibatch_epoch(x, y, args.batch_size))[0]
-                 for _ in range(args.repeats)]
-        del x, y
+        plain = _plain_epochs(args.rows, args.batch_size, device, args.repeats)
         lit = [_lit_epoch(args.rows, args.batch_size, device) for _ in range(args.repeats)]
         plain_rate, lit_rate = args.rows / statistics.median(plain), args.rows / statistics.median(lit)
         rows.append((f"plain loop, {args.rows:,} rows, batch {args.batch_size}", device, f"{plain_rate:,.0f} rows/s"))
-        rows.append((f"lit-linreg, {args.rows:,} rows, batch {args.batch_size}", device,
-                     f"{lit_rate:,.0f} rows/s ({lit_rate / plain_rate:.2f}x plain)"))
+        rows.append(
+            (
+                f"lit-linreg, {args.rows:,} rows, batch {args.batch_size}",
+                device,
+                f"{lit_rate:,.0f} rows/s ({lit_rate / plain_rate:.2f}x plain)",
+            )
+        )
 
         checkpoint = Path(root) / "checkpoints" / "base" / "last.ckpt"
         seconds, predict_cli = synchronized_seconds(lambda: _predict(checkpoint, root))
         path = next(Path(root, "lightning_logs", "base").glob("version_*/predictions.csv"))
         with open(path) as file:
             predicted = list(csv.DictReader(file))
-        rows.append(("predict --ckpt_path checkpoints/base/last.ckpt",
-                     f"{type(predict_cli.trainer.accelerator).__name__}",
-                     f"{seconds:.2f} s, {len(predicted)} rows, first y_pred {float(predicted[0]['y_pred']):.4f}"))
+        rows.append(
+            (
+                "predict --ckpt_path checkpoints/base/last.ckpt",
+                f"{type(predict_cli.trainer.accelerator).__name__}",
+                f"{seconds:.2f} s, {len(predicted)} rows, first y_pred {float(predicted[0]['y_pred']):.4f}",
+            )
+        )
 
     print(f"\nGPU check on {name} (torch {torch.__version__})")
     width = max(len(r[0]) for r in rows)
     for label, where, result in rows:
         print(f"  {label:<{width}}  {where:<28}  {result}")
+
+
+def _plain_epochs(rows: int, batch_size: int, device: str, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` plain-loop epochs over ``rows`` rows generated on the CPU and moved to ``device``."""
+    x, y = scale_data(rows, device=device)
+    return [synchronized_seconds(lambda: plain_minibatch_epoch(x, y, batch_size))[0] for _ in range(repeats)]
 
 
 def _fit_base(root: str):
@@ -91,10 +107,27 @@ def _predict(checkpoint: Path, root: str):
 def _lit_epoch(rows: int, batch_size: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as root:
         cli = litlinreg_keep(
-            root, "fit", "--model.variant", "linear", "--model.lr", "0.01", "--trainer.max_epochs", "1",
-            "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", "--trainer.enable_progress_bar", "false",
-            "--data.num_samples", str(round(rows / 0.8)), "--data.noise_std", "0.1", "--data.batch_size",
-            str(batch_size), "--table.every_n_epochs", "0", "--trainer.callbacks+=recipes.TrainEpochTimer",
+            root,
+            "fit",
+            "--model.variant",
+            "linear",
+            "--model.lr",
+            "0.01",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.accelerator",
+            "gpu" if device == "cuda" else "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--data.num_samples",
+            str(round(rows / 0.8)),
+            "--data.noise_std",
+            "0.1",
+            "--data.batch_size",
+            str(batch_size),
+            "--table.every_n_epochs",
+            "0",
+            "--trainer.callbacks+=recipes.TrainEpochTimer",
         )
     return next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainEpochTimer)).seconds
 

@@ -20,8 +20,12 @@ from bench import ROOT, litlinreg, quiet  # noqa: E402
 from recipes import bare_lightning_loop  # noqa: E402
 
 BASE = ("fit", "--config", str(ROOT / "configs" / "base.yaml"), "--figures.enabled", "false")
-STOCK_TENSORBOARD = ("--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
-                     "--trainer.logger.save_dir", "lightning_logs")
+STOCK_TENSORBOARD = (
+    "--trainer.logger",
+    "lightning.pytorch.loggers.TensorBoardLogger",
+    "--trainer.logger.save_dir",
+    "lightning_logs",
+)
 
 CHANGES = {
     "progress bar redrawn every step (Lightning's default)": ("--trainer.enable_progress_bar", "true"),
@@ -45,8 +49,10 @@ def main() -> None:
 
     print(f"{'change':<80} {'s/500 epochs':>13} {'ms/epoch':>9}")
     for label, extra in CHANGES.items():
-        deltas = [seconds(lambda: litlinreg(*BASE, *extra)) - seconds(lambda: litlinreg(*BASE))
-                  for _ in range(args.repeats)]
+        deltas = [
+            seconds(lambda extra=extra: litlinreg(*BASE, *extra)) - seconds(lambda: litlinreg(*BASE))
+            for _ in range(args.repeats)
+        ]
         delta = statistics.median(deltas)
         print(f"{label:<80} {delta:+13.2f} {delta * 2:+9.2f}")
 
@@ -54,8 +60,10 @@ def main() -> None:
         deltas = []
         for _ in range(args.repeats):
             with quiet():
-                deltas.append(seconds(lambda: bare_lightning_loop(minimal=True, log_keys=keys))
-                              - seconds(lambda: bare_lightning_loop(minimal=True)))
+                deltas.append(
+                    seconds(lambda keys=keys: bare_lightning_loop(minimal=True, log_keys=keys))
+                    - seconds(lambda: bare_lightning_loop(minimal=True))
+                )
         delta = statistics.median(deltas)
         label = f"self.log of {keys} epoch-level key{'s' if keys > 1 else ''} (in the bare Lightning loop)"
         print(f"{label:<80} {delta:+13.2f} {delta * 2:+9.2f}")

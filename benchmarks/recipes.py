@@ -1,4 +1,4 @@
-"""The baselines lit-linreg is measured against: the tutorial's plain loop, a bare Lightning loop, the DataLoader recipe.
+"""What lit-linreg is measured against: the tutorial's plain loop, a bare Lightning loop, the DataLoader recipe.
 
 Each function trains and returns the learned (weight, bias) so the benchmark can check they all learned the same line.
 """
@@ -12,8 +12,8 @@ import time
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_linreg.models import build_model
@@ -91,8 +91,9 @@ def bare_lightning_loop(
     torch.manual_seed(42)
     module = _BareModule(lr, log_keys)
     extra = {"enable_progress_bar": False, "enable_model_summary": False} if minimal else {}
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        **extra)
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, **extra
+    )
     trainer.fit(module, _OneBatch(x_train, y_train), _OneBatch(x_test, y_test))
     return module.model.weights.item(), module.model.bias.item()
 

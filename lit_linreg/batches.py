@@ -10,7 +10,7 @@ from torch import Tensor
 
 
 class EpochSampler:
-    """What Lightning calls ``set_epoch`` on at every epoch start (it looks for ``loader.sampler``); seeds the shuffle."""
+    """Lightning calls ``set_epoch`` on it at each epoch start (it looks for ``loader.sampler``): seeds the shuffle."""
 
     def __init__(self) -> None:
         self.epoch = 0

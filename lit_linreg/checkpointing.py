@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_linreg.checkpoint_io import load_checkpoint_file
@@ -35,10 +36,18 @@ class RunCheckpoint(ModelCheckpoint):
         verbose: bool = False,
     ) -> None:
         super().__init__(
-            dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k,
-            save_last=save_last, every_n_epochs=every_n_epochs, verbose=verbose, enable_version_counter=False,
+            dirpath=dirpath,
+            filename=filename,
+            monitor=monitor,
+            mode=mode,
+            save_top_k=save_top_k,
+            save_last=save_last,
+            every_n_epochs=every_n_epochs,
+            verbose=verbose,
+            enable_version_counter=False,
         )
         self._last_written_step = -1
+        self.resuming = False  # set when fit resumes from a checkpoint: this folder then holds the run's own files
         # Lightning formats its key (which also names the cadence) on every hook call of every epoch. A fixed key
         # is cheaper and lets a resume with another every_n_epochs keep the best-checkpoint bookkeeping.
         self._state_key = self._generate_state_key(monitor=monitor, mode=mode)
@@ -48,10 +57,14 @@ class RunCheckpoint(ModelCheckpoint):
         return self._state_key
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        with warnings.catch_warnings():
-            if trainer.ckpt_path:  # resuming in the run's own folder, which of course holds its checkpoints
-                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        with warnings.catch_warnings():  # Lightning's "exists and is not empty", replaced by what it means here
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             super().setup(trainer, pl_module, stage)
+        if stage == "fit" and not self.resuming and self.dirpath and any(Path(self.dirpath).glob("*.ckpt")):
+            rank_zero_info(
+                f"{self.dirpath} holds checkpoints of an earlier run: this fit overwrites its last.ckpt (resume instead "
+                f"with --ckpt_path last, or keep it with another --run_name)"
+            )
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)

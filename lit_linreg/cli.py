@@ -122,10 +122,14 @@ class LitLinregCLI(LightningCLI):
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError, ImportError) as err:  # Trainer's checks of its args
+            message = one_line(str(err)).rstrip(".")
+            where, hint = "", ""
+            if any(word in message.lower() for word in ("accelerator", "device", "gpu", "cuda", "mps", "backend")):
+                accelerator, devices = trainer_init.get("accelerator"), trainer_init.get("devices")
+                where = f" with trainer.accelerator={accelerator!r}, devices={devices!r}"
+                hint = " (--trainer.accelerator auto uses what this machine has: CUDA, MPS or the CPU)"
             raise UserError(
-                f"the trainer cannot be set up (trainer.accelerator={trainer_init.get('accelerator')!r}, "
-                f"trainer.devices={trainer_init.get('devices')!r}): {one_line(str(err)).rstrip('.')}; fix the "
-                f"--trainer option it names (--trainer.accelerator auto uses what this machine has: CUDA, MPS or CPU)"
+                f"the trainer cannot be set up{where}: {message}; fix the --trainer option it names{hint}"
             ) from err
 
     # A checkpoint acts like a config file given before everything else.
@@ -133,7 +137,7 @@ class LitLinregCLI(LightningCLI):
         """Parse the arguments, with the model and data of ``--ckpt_path`` (validated first) placed before them.
 
         Without ``--config``, a checkpoint thus rebuilds the model variant and the data it was trained on, while any
-        explicit argument still wins; a conflicting variant or feature count is an error (``after_instantiate_classes``).
+        explicit argument still wins; a conflicting variant or feature count is an error (after instantiation).
         ``--print_config`` prints only a config that a run would accept: its classes are built first.
         """
         self.checkpoint_hparams: dict[str, Any] | None = None
@@ -224,6 +228,9 @@ class LitLinregCLI(LightningCLI):
         )
 
     def before_fit(self) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        if isinstance(checkpoint, RunCheckpoint):
+            checkpoint.resuming = bool(self._subcommand_config().ckpt_path)
         self._announce()
 
     def after_fit(self) -> None:
@@ -290,8 +297,10 @@ def main(args: ArgsType = None) -> None:
         if argv and argv[0] in EXTRA_COMMANDS:
             run_extra_command(argv[0], argv[1:])
         else:
-            LitLinregCLI(args=args, parser_kwargs={"description": description(), "exit_on_error": False,
-                                                   "formatter_class": HelpFormatter})
+            LitLinregCLI(
+                args=args,
+                parser_kwargs={"description": description(), "exit_on_error": False, "formatter_class": HelpFormatter},
+            )
     except BaseException as err:
         error = None if verbose else as_user_error(err, argv)
         if error is None:

@@ -12,7 +12,7 @@ from jsonargparse import DefaultHelpFormatter
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.sweep:main", "train once per learning rate, compare the runs"),
-    "make-data": ("lit_linreg.csv_data:make_data_main", "write an example CSV (x1, x2, x3 -> y) and new rows to predict"),
+    "make-data": ("lit_linreg.csv_data:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
 }
 
 

@@ -107,8 +107,15 @@ EXAMPLE_FEATURES = {"x1": (0.0, 1.0, 0.7), "x2": (0.0, 10.0, -0.2), "x3": (-50.0
 EXAMPLE_BIAS = 0.3
 
 
-def make_data(path: str, new_rows_path: str, rows: int = 1000, new_rows: int = 10, noise_std: float = 0.05,
-              outliers: float = 0.05, seed: int = 0) -> None:
+def make_data(
+    path: str,
+    new_rows_path: str,
+    rows: int = 1000,
+    new_rows: int = 10,
+    noise_std: float = 0.05,
+    outliers: float = 0.05,
+    seed: int = 0,
+) -> None:
     """Write ``rows`` rows of y = 0.7·x1 - 0.2·x2 + 0.03·x3 + 0.3 + noise (a fraction ``outliers`` of them shifted
     up by 2 to 6) to ``path``, and ``new_rows`` rows of features only to ``new_rows_path``."""
     generator = torch.Generator().manual_seed(seed)
@@ -124,8 +131,11 @@ def make_data(path: str, new_rows_path: str, rows: int = 1000, new_rows: int = 1
     names = list(EXAMPLE_FEATURES)
     write_csv(path, [*names, "y"], [*x.T, y])
     write_csv(new_rows_path, names, list(features(new_rows).T))
-    print(f"wrote {path} ({rows} rows: {', '.join(names)} -> y, {int(shifted.sum())} outliers) and {new_rows_path} "
-          f"({new_rows} rows of {', '.join(names)})", flush=True)
+    print(
+        f"wrote {path} ({rows} rows: {', '.join(names)} -> y, {int(shifted.sum())} outliers) and {new_rows_path} "
+        f"({new_rows} rows of {', '.join(names)})",
+        flush=True,
+    )
 
 
 def make_data_main(argv: list[str]) -> None:

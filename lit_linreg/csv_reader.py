@@ -69,8 +69,16 @@ def read_columns(path: str, header: list[str], names: list[str]) -> np.ndarray:
     used = [header.index(name) for name in names]
     subset = len(used) < len(header)
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, comments=None, quotechar='"',
-                           encoding="utf-8-sig", usecols=used if subset else None)
+        table = np.loadtxt(
+            path,
+            delimiter=",",
+            skiprows=1,
+            ndmin=2,
+            comments=None,
+            quotechar='"',
+            encoding="utf-8-sig",
+            usecols=used if subset else None,
+        )
     except ValueError as err:
         _check_rows(path, header, used)  # raises with the line and column of the first bad row
         raise UserError(f"{path}: {err}") from err

@@ -126,8 +126,9 @@ class RegressionDataModule(L.LightningDataModule):
                 f"{len(tensors[0])} training rows do not split evenly over {world_size} processes: "
                 f"each trains on {len(tensors[0]) // world_size} rows and {len(tensors[0]) % world_size} are left out"
             )
-        return TensorBatches(tensors, self.batch_size, shuffle=train and self.shuffle, seed=self.seed,
-                             rank=rank, world_size=world_size)
+        return TensorBatches(
+            tensors, self.batch_size, shuffle=train and self.shuffle, seed=self.seed, rank=rank, world_size=world_size
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader(self.splits["train"], train=True)
@@ -231,7 +232,8 @@ class SyntheticRegressionData(RegressionDataModule):
         if hp.num_samples is None:
             x = torch.arange(hp.start, hp.end, hp.step).unsqueeze(dim=1)
         else:
-            x = torch.rand(hp.num_samples, self.num_features, generator=generator).mul_(hp.end - hp.start).add_(hp.start)
+            x = torch.rand(hp.num_samples, self.num_features, generator=generator)
+            x.mul_(hp.end - hp.start).add_(hp.start)
         y = self.line(x)
         if hp.noise_std:
             y.add_(torch.randn(y.shape, generator=generator), alpha=hp.noise_std)

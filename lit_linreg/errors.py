@@ -107,8 +107,11 @@ def _parse_error_line(message: str, argv: Sequence[str]) -> str:
     reason = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", reason)
     reason = re.sub(r"^Expected (an? )?", "expected ", reason).replace(". Got value: ", ", got ").rstrip(".")
     line = (f"--{'.'.join(keys)}: " if keys else "") + reason
-    given = [(len(g) - len(g.lstrip()), g.partition(":")[2].strip()) for g in message.splitlines()
-             if g.strip().startswith("Given value:")]
+    given = [
+        (len(g) - len(g.lstrip()), g.partition(":")[2].strip())
+        for g in message.splitlines()
+        if g.strip().startswith("Given value:")
+    ]
     value = max(given, key=lambda g: g[0])[1] if given else ""  # the innermost, unless it is jsonargparse's wrapper
     if value and value not in line and not value.startswith(("NestedArg(", "Namespace(", "{")):
         line += f" (given: {value})"

@@ -162,11 +162,23 @@ class FigureWriter(LossHistory):
     def _draw_test_predictions(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
         rows = _rows(trainer)
         predictions = (_numpy(rows["test"][0][:, 0]), _predict(pl_module, rows["test"][0]))
-        self._draw(trainer, "3_predictions_after_training", rows, predictions,
-                   f"Predictions on the test split {when}\n{_describe(pl_module)}")
+        self._draw(
+            trainer,
+            "3_predictions_after_training",
+            rows,
+            predictions,
+            f"Predictions on the test split {when}\n{_describe(pl_module)}",
+        )
 
-    def _draw(self, trainer: L.Trainer, name: str, rows: dict[str, tuple[Tensor, Tensor]],
-              predictions: Points | None, title: str, step: int | None = None) -> None:
+    def _draw(
+        self,
+        trainer: L.Trainer,
+        name: str,
+        rows: dict[str, tuple[Tensor, Tensor]],
+        predictions: Points | None,
+        title: str,
+        step: int | None = None,
+    ) -> None:
         points = {split: (_numpy(x[:, 0]), _numpy(y[:, 0])) for split, (x, y) in rows.items()}
         fig = predictions_figure(points, predictions, title=title, xlabel=_xlabel(trainer))
         self._write(trainer, name, fig, step)

@@ -39,7 +39,9 @@ def build_report(learned: LinearFit, truth: LinearFit | None, splits: dict[str, 
         "lad": least_absolute_deviations(x_fit, y_fit),
     }
     models = {
-        name: None if fit is None else {
+        name: None
+        if fit is None
+        else {
             "weight": fit.weight.double().tolist(),
             "bias": fit.bias.double().item(),
             **{split: _finite(regression_errors(fit, *data[split])) for split in ("train", "test")},
@@ -62,17 +64,24 @@ def report_table(report: dict) -> tuple[list[str], list[list[str]]]:
         if model is None:
             continue
         numbers = [model["train"]["mae"], model["test"]["mae"], model["test"]["mse"]]
-        rows.append([
-            MODEL_LABELS[name], format_weight(torch.tensor(model["weight"])), f"{model['bias']:.4f}",
-            *(f"{v:.6f}" for v in numbers), "-" if model["test"]["r2"] is None else f"{model['test']['r2']:.4f}",
-        ])
+        rows.append(
+            [
+                MODEL_LABELS[name],
+                format_weight(torch.tensor(model["weight"])),
+                f"{model['bias']:.4f}",
+                *(f"{v:.6f}" for v in numbers),
+                "-" if model["test"]["r2"] is None else f"{model['test']['r2']:.4f}",
+            ]
+        )
     return header, rows
 
 
 def format_console(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = [[cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
-             for line in (header, *rows)]
+    lines = [
+        [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        for line in (header, *rows)
+    ]
     return "\n".join(" | ".join(line) for line in lines)
 
 
@@ -119,8 +128,11 @@ class BaselineReport(Callback):
         header, rows = report_table(report)
         fitted, train = report["rows"]["baseline_fit"], report["rows"]["train"]
         sample = "" if fitted == train else f" (every {math.ceil(train / fitted)}th of the {train:,})"
-        print(f"baselines: OLS and LAD fitted in float64 on {fitted:,} training rows{sample}; "
-              f"L1 = mean absolute error, the training loss", flush=True)
+        print(
+            f"baselines: OLS and LAD fitted in float64 on {fitted:,} training rows{sample}; "
+            f"L1 = mean absolute error, the training loss",
+            flush=True,
+        )
         print(format_console(header, rows), flush=True)
         self._log(trainer, report, format_markdown(header, rows))
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
@@ -131,9 +143,11 @@ class BaselineReport(Callback):
     def _log(trainer: L.Trainer, report: dict[str, Any], markdown: str) -> None:
         scalars = {
             f"baseline/{name}_{split}_{metric}": value
-            for name, model in report["models"].items() if model is not None
+            for name, model in report["models"].items()
+            if model is not None
             for split in ("train", "test")
-            for metric, value in model[split].items() if value is not None
+            for metric, value in model[split].items()
+            if value is not None
         }
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)

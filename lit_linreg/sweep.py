@@ -30,9 +30,20 @@ from lit_linreg.plots import LossPanel, Points, format_numbers, loss_figure, lr_
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 STATUS_COLORS = {"converged": "darkgreen", "not converged": "darkorange", "diverged": "firebrick"}
 QUIET_RUN = [
-    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-    "--checkpoint.save_top_k", "0", "--checkpoint.save_last", "false", "--table.every_n_epochs", "0",
-    "--figures.enabled", "false",
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--checkpoint.save_top_k",
+    "0",
+    "--checkpoint.save_last",
+    "false",
+    "--table.every_n_epochs",
+    "0",
+    "--figures.enabled",
+    "false",
 ]
 
 
@@ -134,8 +145,10 @@ class Sweep:
         found = f"suggests lr={suggestion} (the steepest fall of its smoothed loss)" if suggestion else "found none"
         print(f"lr_find {found}; figure: {out}")
         if cli.trainer.num_training_batches == 1:
-            print("  caveat: with full-batch data each of its 100 steps is a whole epoch on the same rows at a larger "
-                  "lr, so its curve mixes in the progress made at earlier rates: a starting point, to check here")
+            print(
+                "  caveat: with full-batch data each of its 100 steps is a whole epoch on the same rows at a larger "
+                "lr, so its curve mixes in the progress made at earlier rates: a starting point, to check here"
+            )
         return suggestion
 
 
@@ -145,7 +158,7 @@ def _learning_rates(text: str) -> list[float]:
     except ValueError:
         lrs = []
     if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
-        raise argparse.ArgumentTypeError(f"expected positive numbers like \"[0.001, 0.01, 0.1]\", got {text!r}")
+        raise argparse.ArgumentTypeError(f'expected positive numbers like "[0.001, 0.01, 0.1]", got {text!r}')
     return lrs
 
 
@@ -165,17 +178,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", action="append", default=[], help="config file, as for `lit-linreg fit`")
     parser.add_argument("--lrs", type=_learning_rates, default=DEFAULT_LRS, help="the learning rates, a list")
-    parser.add_argument("--lr_find", action="store_true",
-                        help="first run Lightning's learning-rate finder, draw its curve (lr_find.png beside --out) "
-                        "and add its suggestion to the sweep")
+    parser.add_argument(
+        "--lr_find",
+        action="store_true",
+        help="first run Lightning's learning-rate finder, draw its curve (lr_find.png beside --out) "
+        "and add its suggestion to the sweep",
+    )
     parser.add_argument("--out", type=Path, default=Path("figures/lr_sweep.png"), help="where to write the figure")
     return parser
 
 
 def main(argv: list[str]) -> None:
     args, fit_args = _parser().parse_known_args(argv)
-    require(not any(arg.startswith("--model.lr") for arg in fit_args),
-            "lr-sweep sets model.lr itself: give the learning rates with --lrs \"[0.001, 0.01]\"")
+    require(
+        not any(arg.startswith("--model.lr") for arg in fit_args),
+        'lr-sweep sets model.lr itself: give the learning rates with --lrs "[0.001, 0.01]"',
+    )
     configs = [arg for config in args.config for arg in ("--config", config)]
     lrs = [(lr, "") for lr in args.lrs]
     with tempfile.TemporaryDirectory(prefix="lit-linreg-lr-sweep-") as scratch, _quiet_and_isolated():
@@ -190,16 +208,24 @@ def main(argv: list[str]) -> None:
 
     print(f"\n{'lr':>10} | {'status':<22} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
     for run in runs:
-        train_loss, val_loss = (f"{run.curves[key][1][-1]:10.6f}" if key in run.curves else f"{'-':>10}"
-                                for key in ("train loss", "val loss"))
-        print(f"{run.lr:>10g} | {run.status_text:<22} | {train_loss} | {val_loss} | {run.weight:>6} | {run.bias:>6}"
-              f"{run.note}")
+        train_loss, val_loss = (
+            f"{run.curves[key][1][-1]:10.6f}" if key in run.curves else f"{'-':>10}"
+            for key in ("train loss", "val loss")
+        )
+        print(
+            f"{run.lr:>10g} | {run.status_text:<22} | {train_loss} | {val_loss} | {run.weight:>6} | {run.bias:>6}"
+            f"{run.note}"
+        )
     if sweep.truth is not None:
         print(f"{'true':>10} | {'':<22} | {'':>10} | {'':>10} | {sweep.truth[0]:>6} | {sweep.truth[1]:>6}")
     epochs = max(len(run.curves["train loss"][0]) for run in runs)
     source = ", ".join(Path(config).name for config in args.config) or "the default config"
-    panels = [LossPanel(f"lr = {run.lr:g}{run.note}\n{run.status_text}", run.curves, STATUS_COLORS[run.status],
-                        run.converged_epoch) for run in runs]
+    panels = [
+        LossPanel(
+            f"lr = {run.lr:g}{run.note}\n{run.status_text}", run.curves, STATUS_COLORS[run.status], run.converged_epoch
+        )
+        for run in runs
+    ]
     fig = loss_figure(panels, title=f"Learning-rate sweep of {source}: {epochs} epochs per run", log_scale=True)
     save_png(fig, args.out)
     print(f"figure: {args.out}")

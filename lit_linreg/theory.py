@@ -49,16 +49,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--w0", type=float, default=0.5, help="the initial weight")
     parser.add_argument("--lr", type=float, default=0.1, help="the learning rate")
     parser.add_argument("--steps", type=int, default=15, help="gradient-descent steps")
-    parser.add_argument("--w_range", type=float, nargs=2, default=[-1.0, 6.0], metavar=("MIN", "MAX"),
-                        help="the range of w drawn (100 points)")
+    parser.add_argument(
+        "--w_range",
+        type=float,
+        nargs=2,
+        default=[-1.0, 6.0],
+        metavar=("MIN", "MAX"),
+        help="the range of w drawn (100 points)",
+    )
     parser.add_argument("--out", type=Path, default=Path("figures/theory.png"), help="where to write the figure")
     return parser
 
 
 def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
-    numbers = [("--x", args.x), ("--target", args.target), ("--bias", args.bias), ("--w0", args.w0),
-               ("--lr", args.lr), *(("--w_range", w) for w in args.w_range)]
+    numbers = [
+        ("--x", args.x),
+        ("--target", args.target),
+        ("--bias", args.bias),
+        ("--w0", args.w0),
+        ("--lr", args.lr),
+        *(("--w_range", w) for w in args.w_range),
+    ]
     for option, value in numbers:
         require(math.isfinite(value), f"{option} must be a finite number, got {value}")
     require(args.x != 0, "--x must not be 0: with x = 0 the loss does not depend on w")
@@ -72,7 +84,11 @@ def main(argv: list[str]) -> None:
     history = np.array(gradient_descent(args.w0, args.lr, args.steps, **sample))
     factor = 1 - 2 * args.lr * args.x**2
     fig = gradient_figure(
-        w, mse_loss(w, **sample), mse_gradient(w, **sample), (history, mse_loss(history, **sample)), optimal_w,
+        w,
+        mse_loss(w, **sample),
+        mse_gradient(w, **sample),
+        (history, mse_loss(history, **sample)),
+        optimal_w,
         title=f"x={args.x:g}, t={args.target:g}, b={args.bias:g}: {args.steps} steps of lr {args.lr:g} from "
         f"w0={args.w0:g}",
     )
@@ -82,6 +98,8 @@ def main(argv: list[str]) -> None:
     print(f"optimal weight (analytic): {optimal_w:.4f}")
     print(f"gradient descent result:   {history[-1]:.4f} after {args.steps} steps of lr {args.lr:g}")
     print(f"convergence error:         {error:.6f} ({error:.2e})")
-    print(f"each step multiplies the error by 1 - 2·lr·x² = {factor:g}: "
-          + ("it converges" if abs(factor) < 1 else "it does not converge (use lr < 1/x²)"))
+    print(
+        f"each step multiplies the error by 1 - 2·lr·x² = {factor:g}: "
+        + ("it converges" if abs(factor) < 1 else "it does not converge (use lr < 1/x²)")
+    )
     print(f"figure: {args.out}")

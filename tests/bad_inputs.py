@@ -54,8 +54,18 @@ class ForeignModule(L.LightningModule):
 
 def fit_real_checkpoint(root: Path, *args: str) -> Path:
     """``last.ckpt`` of a short base.yaml run under ``root`` (extra CLI ``args`` allowed)."""
-    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "3", "--table.every_n_epochs", "0",
-        "--trainer.default_root_dir", root, *args)
+    run(
+        "fit",
+        "--config",
+        CONFIGS / "base.yaml",
+        "--trainer.max_epochs",
+        "3",
+        "--table.every_n_epochs",
+        "0",
+        "--trainer.default_root_dir",
+        root,
+        *args,
+    )
     return next(root.glob("checkpoints/*/last.ckpt"))
 
 
@@ -67,8 +77,14 @@ def write_code_running_checkpoint(path: Path, marker: Path) -> Path:
 
 def write_foreign_checkpoint(path: Path) -> Path:
     """A real Lightning checkpoint of :class:`ForeignModule`, saved by a Trainer after one step."""
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=path.parent)
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=path.parent,
+    )
     trainer.fit(ForeignModule(), DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2))
     trainer.save_checkpoint(path)
     return path
@@ -87,8 +103,9 @@ def write_bad_checkpoints(real: Path, directory: Path, marker: Path) -> dict[str
         "truncated copy": lambda p: p.write_bytes(data[: len(data) // 2]),
         "untrusted instantiator": lambda p: torch.save(_with(real_checkpoint, _instantiator="os.system"), p),
         "foreign class path": lambda p: torch.save(_with(real_checkpoint, _class_path=f"{__name__}.ForeignModule"), p),
-        "foreign data class": lambda p: torch.save(_with(real_checkpoint, "datamodule_hyper_parameters",
-                                                         _class_path="os.system"), p),
+        "foreign data class": lambda p: torch.save(
+            _with(real_checkpoint, "datamodule_hyper_parameters", _class_path="os.system"), p
+        ),
         "foreign module": write_foreign_checkpoint,
     }
     paths = {}

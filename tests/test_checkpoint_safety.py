@@ -61,12 +61,14 @@ def test_code_running_checkpoints_are_refused_by_every_entry_point(name: str, fi
 def test_missing_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert "checkpoint nowhere.ckpt does not exist" in error_line(capsys, "predict", "--ckpt_path", "nowhere.ckpt")
     assert "there is no checkpoints/base/last.ckpt" in error_line(
-        capsys, "test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+        capsys, "test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last"
+    )
 
 
 def test_weights_only_false_is_refused(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert "--weights_only false is refused" in error_line(
-        capsys, "predict", "--ckpt_path", files["real"], "--weights_only", "false")
+        capsys, "predict", "--ckpt_path", files["real"], "--weights_only", "false"
+    )
     with pytest.raises(UserError, match="weights_only=False is refused"):
         LinearRegressionTask.load_from_checkpoint(files["real"], weights_only=False)
 
@@ -74,8 +76,9 @@ def test_weights_only_false_is_refused(files: dict[str, Path], capsys: pytest.Ca
 def test_a_config_that_contradicts_the_checkpoint(tmp_path: Path, files: dict[str, Path], capsys) -> None:
     line = error_line(capsys, "predict", "--ckpt_path", files["real"], "--config", CONFIGS / "linear.yaml")
     assert "holds a model with variant='manual', but the config asks for model.variant='linear'" in line
-    two_features = fit_real_checkpoint(tmp_path / "wide", "--data.num_samples", "100", "--data.num_features", "2",
-                                       "--trainer.max_epochs", "1")
+    two_features = fit_real_checkpoint(
+        tmp_path / "wide", "--data.num_samples", "100", "--data.num_features", "2", "--trainer.max_epochs", "1"
+    )
     line = error_line(capsys, "test", "--ckpt_path", two_features, "--data.num_features", "1")
     assert "holds a model with in_features=2, but the config asks for model.in_features (set by the data)=1" in line
     # In Python, weights that do not fit the requested model are one line too, not a state-dict dump.

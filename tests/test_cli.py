@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,16 @@ def test_fit_test_predict_round_trip_in_a_fresh_process(capsys: pytest.CaptureFi
     assert [round(r["x"], 2) for r in rows] == [round(0.8 + 0.02 * i, 2) for i in range(10)]
     assert [round(r["y_pred"], 4) for r in rows] == TUTORIAL_PREDICTIONS
 
+    # The Python API in a fresh process: the checkpoint's primitive hyperparameters rebuild the manual variant.
+    script = (
+        "import sys; from lit_linreg import LinearRegressionTask as T; t = T.load_from_checkpoint(sys.argv[1]); "
+        "w, b = t.coefficients(); print(t.hparams.variant, round(w.item(), 4), round(b.item(), 4))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, "checkpoints/base/last.ckpt"], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.split() == ["manual", "0.6954", "0.2998"]
+
     # The tutorial's allclose check: predictions after reload equal the in-memory model's.
     task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
     x = torch.tensor([[r["x"]] for r in rows])
@@ -58,9 +70,19 @@ def test_predict_given_x_values(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_checkpoints_are_per_run_and_last_is_never_stale() -> None:
-    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "437", "--table.every_n_epochs", "0",
-        "--checkpoint.every_n_epochs", "1")
-    base_files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path("checkpoints/base").iterdir()}
+    run(
+        "fit",
+        "--config",
+        CONFIGS / "base.yaml",
+        "--trainer.max_epochs",
+        "437",
+        "--table.every_n_epochs",
+        "0",
+        "--checkpoint.every_n_epochs",
+        "1",
+    )
+    base_dir = Path("checkpoints/base")
+    base_files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in base_dir.iterdir()}
     last = torch.load("checkpoints/base/last.ckpt", weights_only=True)
     # val_loss stops improving around epoch 350; last.ckpt still holds the final epoch.
     assert (last["epoch"], last["global_step"]) == (436, 437)
@@ -68,16 +90,22 @@ def test_checkpoints_are_per_run_and_last_is_never_stale() -> None:
 
     run("fit", "--config", CONFIGS / "linear.yaml", *QUICK)
     assert {p.name for p in Path("checkpoints/linear").iterdir()} >= {"last.ckpt"}
-    assert base_files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path("checkpoints/base").iterdir()}
+    assert base_files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in base_dir.iterdir()}
 
 
-def test_resume_from_last_matches_an_uninterrupted_run(capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_from_last_matches_an_uninterrupted_run(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "300")
+    assert "holds checkpoints of an earlier run" not in caplog.text
     run("fit", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+    assert "holds checkpoints of an earlier run" not in caplog.text  # resuming: its own files are expected there
     rows = table_rows(capsys.readouterr().out)
     assert rows[-1] == (450, "0.001977", "0.002469", "0.6974", "0.3048")
     task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
     assert [round(p.item(), 4) for p in task.model.coefficients()] == [0.6954, 0.2998]
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "1")
+    assert "holds checkpoints of an earlier run: this fit overwrites its last.ckpt" in caplog.text
 
 
 def test_tensorboard_scalars_hparams_and_config() -> None:
@@ -118,8 +146,19 @@ def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_an_lr_given_on_resume_replaces_the_checkpoints() -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "50", "--table.every_n_epochs", "0")
-    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "51", "--table.every_n_epochs", "0",
-        "--ckpt_path", "last", "--model.lr", "0.5")
+    run(
+        "fit",
+        "--config",
+        CONFIGS / "base.yaml",
+        "--trainer.max_epochs",
+        "51",
+        "--table.every_n_epochs",
+        "0",
+        "--ckpt_path",
+        "last",
+        "--model.lr",
+        "0.5",
+    )
     checkpoint = torch.load("checkpoints/base/last.ckpt", weights_only=True)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
     assert checkpoint["hyper_parameters"]["lr"] == 0.5

@@ -52,8 +52,9 @@ def test_standardization_statistics_come_from_the_training_split() -> None:
 
 
 def test_a_constant_feature_cannot_be_standardized() -> None:
-    data = CSVRegressionData(write("table.csv", "x1,c,y\n" + "1,5,1\n2,5,2\n3,5,3\n4,5,4\n5,5,5\n"),
-                             target="y", standardize=True)
+    data = CSVRegressionData(
+        write("table.csv", "x1,c,y\n" + "1,5,1\n2,5,2\n3,5,3\n4,5,4\n5,5,5\n"), target="y", standardize=True
+    )
     data.setup("fit")
     with pytest.raises(UserError, match="feature\\(s\\) c are constant on the training split"):
         data.feature_stats()
@@ -125,8 +126,16 @@ def test_missing_file() -> None:
 
 def test_the_command_line_prints_one_line_and_exits_with_status_2() -> None:
     write("bad.csv", "x1,y\n1,2\n2,3\n3,oops\n4,5\n5,6\n")
-    result = run_subprocess("fit", "--data.class_path", "lit_linreg.csv_data.CSVRegressionData",
-                            "--data.csv_path", "bad.csv", "--data.target", "y", check=False)
+    result = run_subprocess(
+        "fit",
+        "--data.class_path",
+        "lit_linreg.csv_data.CSVRegressionData",
+        "--data.csv_path",
+        "bad.csv",
+        "--data.target",
+        "y",
+        check=False,
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("lit-linreg:")]
     assert errors == ["lit-linreg: error: bad.csv line 4, column 'y': 'oops' is not a number; fix or remove the row"]

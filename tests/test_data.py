@@ -28,7 +28,7 @@ def test_full_batch_loader_is_one_batch_of_views() -> None:
     data.setup("fit")
     loader = data.train_dataloader()
     assert not isinstance(loader, list) and len(loader) == 1
-    (x, y), = list(loader)
+    ((x, y),) = list(loader)
     assert x.data_ptr() == data.splits["train"][0].data_ptr()  # a view, no copy
 
 

@@ -39,15 +39,25 @@ BAD_VALUES = [  # options added to `fit --config configs/base.yaml`, and what th
     (["--data.predict_x", "[0.5, .nan]"], "data.predict_x[1] must be finite numbers, got [nan]"),
     (["--data.predict_x", "[0.5, abc]"], "--data.predict_x: expected float, got abc (given: [0.5, 'abc'])"),
     (["--data.predict_x", "[0.5, , 2]"], "--data.predict_x: expected list (given: [0.5, , 2])"),
-    (["--data.num_samples", "99", "--data.num_features", "2", "--data.predict_x", "[[1, 2], [3]]"],
-     "data.predict_x[1] has 1 values but the data have 2 features"),
+    (
+        ["--data.num_samples", "99", "--data.num_features", "2", "--data.predict_x", "[[1, 2], [3]]"],
+        "data.predict_x[1] has 1 values but the data have 2 features",
+    ),
     (["--trainer.max_epochs", "0"], "trainer.max_epochs must be a positive number of epochs, got 0"),
     (["--trainer.max_epochs", "-1"], "(-1, no epoch limit, is accepted only with a positive --trainer.max_steps)"),
     (["--trainer.max_steps", "0"], "trainer.max_steps must be a positive number of steps or -1"),
     (["--trainer.accelerator", "quantum"], "You selected an invalid accelerator name: `accelerator='quantum'`"),
-    *([] if HAS_GPU else [(["--trainer.accelerator", "gpu"],
-                           "trainer.accelerator='gpu', trainer.devices=1): No supported gpu backend found!; "
-                           "fix the --trainer option it names (--trainer.accelerator auto uses what this machine")]),
+    *(
+        []
+        if HAS_GPU
+        else [
+            (
+                ["--trainer.accelerator", "gpu"],
+                "with trainer.accelerator='gpu', devices=1: No supported gpu backend found!; "
+                "fix the --trainer option it names (--trainer.accelerator auto uses what this machine",
+            )
+        ]
+    ),
     (["--model.lrr", "1"], "unrecognized arguments: --model.lrr 1; see `lit-linreg fit --help`"),
 ]
 CONFIG_FILES = {  # config file content (None: no such file) -> what the error line says
@@ -67,8 +77,11 @@ def test_bad_values(options: list[str], message: str, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(["--data.step", "0"], "data.step must be > 0"), (["--model.lr", "0"], "model.lr must be a positive"),
-     (["--trainer.max_epochs", "0"], "trainer.max_epochs must be a positive number of epochs")],
+    [
+        (["--data.step", "0"], "data.step must be > 0"),
+        (["--model.lr", "0"], "model.lr must be a positive"),
+        (["--trainer.max_epochs", "0"], "trainer.max_epochs must be a positive number of epochs"),
+    ],
 )
 def test_print_config_checks_like_a_run(options: list[str], message: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -128,8 +141,10 @@ def test_bugs_keep_their_traceback_and_ctrl_c_exits_130(monkeypatch, capsys) -> 
 # torch); the last tests collect them.
 END_TO_END = {
     "bad value": (["fit", "--config", BASE, "--data.step", "0"], "data.step must be > 0"),
-    "code-running checkpoint": (["predict", "--ckpt_path", "evil.ckpt"],
-                                "checkpoint evil.ckpt is not a trusted lit-linreg checkpoint"),
+    "code-running checkpoint": (
+        ["predict", "--ckpt_path", "evil.ckpt"],
+        "checkpoint evil.ckpt is not a trusted lit-linreg checkpoint",
+    ),
     "unavailable accelerator": (["fit", "--config", BASE, "--trainer.accelerator", "gpu"], "accelerator='gpu'"),
 }
 if HAS_GPU:
@@ -142,8 +157,14 @@ def end_to_end(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     write_code_running_checkpoint(root / "evil.ckpt", root / "code_ran")
     env = {k: v for k, v in os.environ.items() if k != "LIT_LINREG_VERBOSE"}
     processes = {
-        name: subprocess.Popen([sys.executable, "-m", "lit_linreg", *map(str, args)], cwd=root, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        name: subprocess.Popen(
+            [sys.executable, "-m", "lit_linreg", *map(str, args)],
+            cwd=root,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for name, (args, _) in END_TO_END.items()
     }
     yield root, processes

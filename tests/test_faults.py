@@ -44,8 +44,9 @@ for _ in sys.stdin:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the saver forks")
 def test_a_kill_during_checkpoint_writes_leaves_a_whole_checkpoint(tmp_path: Path) -> None:
     target = tmp_path / "last.ckpt"
-    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], text=True,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    saver = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(target)], text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     moments = random.Random(0)
     try:
         for _ in range(8):
@@ -68,18 +69,41 @@ def test_a_kill_during_checkpoint_writes_leaves_a_whole_checkpoint(tmp_path: Pat
 
 
 # Shuffled minibatches of noisy data: 32 steps per epoch, a checkpoint after each.
-RESUMABLE = ["fit", "--model.variant", "linear", "--model.lr", "0.05", "--data.num_samples", "10000",
-             "--data.noise_std", "0.1", "--data.batch_size", "256", "--trainer.max_epochs", "8",
-             "--checkpoint.every_n_epochs", "1", "--seed_everything", "3", "--trainer.enable_progress_bar", "false",
-             "--table.every_n_epochs", "1"]
+RESUMABLE = [
+    "fit",
+    "--model.variant",
+    "linear",
+    "--model.lr",
+    "0.05",
+    "--data.num_samples",
+    "10000",
+    "--data.noise_std",
+    "0.1",
+    "--data.batch_size",
+    "256",
+    "--trainer.max_epochs",
+    "8",
+    "--checkpoint.every_n_epochs",
+    "1",
+    "--seed_everything",
+    "3",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--table.every_n_epochs",
+    "1",
+]
 
 
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, capsys) -> None:
     run(*RESUMABLE, "--run_name", "uninterrupted")
     log = tmp_path / "killed.log"
     with open(log, "w") as output:
-        killed = subprocess.Popen([sys.executable, "-m", "lit_linreg", *RESUMABLE, "--run_name", "resume"],
-                                  stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        killed = subprocess.Popen(
+            [sys.executable, "-m", "lit_linreg", *RESUMABLE, "--run_name", "resume"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.monotonic() + 300
     while "\n    3 |" not in log.read_text():  # epoch 2's checkpoint is written before epoch 3 starts
         assert killed.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -92,8 +116,9 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path:
     capsys.readouterr()
     run(*RESUMABLE, "--run_name", "resume", "--ckpt_path", "last")
     assert table_rows(capsys.readouterr().out)[0][0] == saved_epoch + 1  # it resumed, it did not start again
-    resumed, uninterrupted = (torch.load(f"checkpoints/{name}/last.ckpt", weights_only=True)
-                              for name in ("resume", "uninterrupted"))
+    resumed, uninterrupted = (
+        torch.load(f"checkpoints/{name}/last.ckpt", weights_only=True) for name in ("resume", "uninterrupted")
+    )
     assert resumed["epoch"] == uninterrupted["epoch"] == 7
     assert resumed["state_dict"].keys() == uninterrupted["state_dict"].keys()
     assert all(torch.equal(resumed["state_dict"][k], v) for k, v in uninterrupted["state_dict"].items())
@@ -103,8 +128,10 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pyt
     fit = ("fit", "--config", CONFIGS / "base.yaml", "--checkpoint.every_n_epochs", "1", "--table.every_n_epochs", "0")
     last = Path("checkpoints/base/last.ckpt").resolve()
     line = error_line(capsys, *fit, "--model.lr", "1e37")  # finite after epoch 0, the loss overflows in epoch 1
-    assert (f"training diverged at epoch 1: the training loss became inf with model.lr=1e+37; use a smaller "
-            f"learning rate, e.g. --model.lr 1e+36; last good checkpoint: {last}") in line
+    assert (
+        f"training diverged at epoch 1: the training loss became inf with model.lr=1e+37; use a smaller "
+        f"learning rate, e.g. --model.lr 1e+36; last good checkpoint: {last}"
+    ) in line
     good = torch.load(last, weights_only=True)
     assert good["epoch"] == 0 and all(torch.isfinite(t).all() for t in good["state_dict"].values())
     LinearRegressionTask.load_from_checkpoint(last)

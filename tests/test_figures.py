@@ -104,8 +104,18 @@ def test_a_logger_without_images_still_gets_the_png_files() -> None:
 
 
 def test_several_features_and_a_val_split(drawn: dict[str, Figure]) -> None:
-    run("fit", *QUICK, "--data.num_samples", "100", "--data.weight", "[0.7, -0.2, 0.1]", "--model.variant", "linear",
-        "--data.val_split", "0.1")
+    run(
+        "fit",
+        *QUICK,
+        "--data.num_samples",
+        "100",
+        "--data.weight",
+        "[0.7, -0.2, 0.1]",
+        "--model.variant",
+        "linear",
+        "--data.val_split",
+        "0.1",
+    )
     data = drawn["1_data"]
     assert data.axes[0].get_title().startswith("The data: 80 train, 10 val and 10 test rows\n")
     assert list(points(data)) == ["train data", "val data", "test data"]
@@ -118,6 +128,10 @@ def test_several_features_and_a_val_split(drawn: dict[str, Figure]) -> None:
 def test_a_resumed_fit_says_so_and_plots_its_own_epochs(drawn: dict[str, Figure]) -> None:
     run("fit", *QUICK)
     run("fit", *QUICK[:2], "--trainer.max_epochs", "30", "--table.every_n_epochs", "0", "--ckpt_path", "last")
-    assert drawn["2_predictions_before_training"].axes[0].get_title().startswith(
-        "Predictions on the test split resumed at epoch 20\n")
+    assert (
+        drawn["2_predictions_before_training"]
+        .axes[0]
+        .get_title()
+        .startswith("Predictions on the test split resumed at epoch 20\n")
+    )
     np.testing.assert_array_equal(drawn["4_loss_curves"].axes[0].lines[0].get_xdata(), np.arange(20, 30))

@@ -60,17 +60,30 @@ def test_single_loss_panel() -> None:
         np.testing.assert_array_equal(line.get_xdata(), x)
         np.testing.assert_array_equal(line.get_ydata(), y)
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), ax.get_yscale()) == (
-        "epoch", "L1 loss (MAE)", "Loss per epoch", "linear")
+        "epoch",
+        "L1 loss (MAE)",
+        "Loss per epoch",
+        "linear",
+    )
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["train loss", "val loss"]
 
 
 def test_loss_panels_side_by_side() -> None:
     epochs = np.arange(30)
     panels = [
-        LossPanel(f"lr = {lr}", {"train loss": (epochs, np.full(30, lr)), "val loss": (epochs, np.full(30, 2 * lr))},
-                  color, mark)
-        for lr, color, mark in [(0.1, "darkgreen", 7), (0.2, "darkorange", None), (0.3, "firebrick", None),
-                                (0.4, "darkgreen", 3), (0.5, "darkgreen", 1)]
+        LossPanel(
+            f"lr = {lr}",
+            {"train loss": (epochs, np.full(30, lr)), "val loss": (epochs, np.full(30, 2 * lr))},
+            color,
+            mark,
+        )
+        for lr, color, mark in [
+            (0.1, "darkgreen", 7),
+            (0.2, "darkorange", None),
+            (0.3, "firebrick", None),
+            (0.4, "darkgreen", 3),
+            (0.5, "darkgreen", 1),
+        ]
     ]
     fig = loss_figure(panels, title="sweep", log_scale=True)
     assert len(fig.axes) == 5 and fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 3)
@@ -129,7 +142,9 @@ def test_single_axes_wraps_long_titles() -> None:
     assert [len(line) <= 66 for line in ax.get_title().splitlines()] == [True] * 4
 
 
-@pytest.mark.parametrize(("values", "text"), [([0.69541], "0.6954"), ([0.7, 0.3], "[0.7000, 0.3000]"),
-                                              ([1, 2, 3, 4], "[1.0000, 2.0000, 3.0000, ...]")])
+@pytest.mark.parametrize(
+    ("values", "text"),
+    [([0.69541], "0.6954"), ([0.7, 0.3], "[0.7000, 0.3000]"), ([1, 2, 3, 4], "[1.0000, 2.0000, 3.0000, ...]")],
+)
 def test_format_numbers(values: list[float], text: str) -> None:
     assert format_numbers(values) == text

@@ -72,8 +72,15 @@ def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str])
     torch.testing.assert_close(task.feature_std, train.std(0, correction=0).float())
 
     # A fresh process, no --config: the checkpoint brings the CSV data class; the new rows replace the test split.
-    result = run_subprocess("predict", "--ckpt_path", "checkpoints/csv_example/last.ckpt",
-                            "--data.predict_csv", "data/new_rows.csv", "--trainer.enable_progress_bar", "false")
+    result = run_subprocess(
+        "predict",
+        "--ckpt_path",
+        "checkpoints/csv_example/last.ckpt",
+        "--data.predict_csv",
+        "data/new_rows.csv",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
     path = Path(result.stdout.split("predictions: ")[1].split(" (")[0])
     with open(path) as file:
         rows = list(csv.DictReader(file))

@@ -22,6 +22,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
     """The Figure behind each PNG the commands write, by file name (they are still written)."""
     figures: dict[str, Figure] = {}
     for module in (lit_linreg.theory, lit_linreg.sweep):
+
         def record(fig: Figure, path: Path, save_png=module.save_png) -> np.ndarray:
             figures[Path(path).name] = fig
             return save_png(fig, path)
@@ -95,7 +96,10 @@ def test_lr_sweep_classifies_real_runs(drawn, capsys: pytest.CaptureFixture[str]
 
     panels = drawn["lr_sweep.png"].axes
     assert [ax.get_title() for ax in panels] == [
-        "lr = 0.0001\nnot converged", "lr = 0.05\nconverged at epoch 16", "lr = 10\ndiverged"]
+        "lr = 0.0001\nnot converged",
+        "lr = 0.05\nconverged at epoch 16",
+        "lr = 10\ndiverged",
+    ]
     assert [ax.title.get_color() for ax in panels] == ["darkorange", "darkgreen", "firebrick"]
     assert all(len(line.get_xdata()) == 100 for line in panels[0].lines)
     # Every run starts from the config's seed-42 weights: the first epoch's train loss is the tutorial's 0.312881.
@@ -103,8 +107,18 @@ def test_lr_sweep_classifies_real_runs(drawn, capsys: pytest.CaptureFixture[str]
 
 
 def test_lr_sweep_with_the_lr_finder(drawn, capsys: pytest.CaptureFixture[str]) -> None:
-    run("lr-sweep", "--config", CONFIGS / "base.yaml", "--lrs", "[0.05]", "--lr_find", "--trainer.max_epochs", "30",
-        "--out", "sweep/lrs.png")
+    run(
+        "lr-sweep",
+        "--config",
+        CONFIGS / "base.yaml",
+        "--lrs",
+        "[0.05]",
+        "--lr_find",
+        "--trainer.max_epochs",
+        "30",
+        "--out",
+        "sweep/lrs.png",
+    )
     out = capsys.readouterr().out
     suggestion = float(re.search(r"lr_find suggests lr=([\d.e-]+)", out).group(1))
     assert 1e-8 < suggestion < 1 and "caveat: with full-batch data" in out

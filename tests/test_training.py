@@ -32,26 +32,63 @@ def test_linear_yaml_reproduces_section_6(capsys: pytest.CaptureFixture[str]) ->
     rows = table_rows(capsys.readouterr().out)
     # The tutorial prints epoch, train loss and test loss every 20 epochs for its nn.Linear model.
     assert [(e, tl, vl) for e, tl, vl, _, _ in rows] == [
-        (0, "0.555178", "0.573976"), (20, "0.324758", "0.304557"), (40, "0.094338", "0.035137"),
-        (60, "0.019957", "0.045803"), (80, "0.013089", "0.029945"), (100, "0.006216", "0.014087"),
-        (120, "0.001265", "0.013802"), (140, "0.001265", "0.013802"), (160, "0.001265", "0.013802"),
+        (0, "0.555178", "0.573976"),
+        (20, "0.324758", "0.304557"),
+        (40, "0.094338", "0.035137"),
+        (60, "0.019957", "0.045803"),
+        (80, "0.013089", "0.029945"),
+        (100, "0.006216", "0.014087"),
+        (120, "0.001265", "0.013802"),
+        (140, "0.001265", "0.013802"),
+        (160, "0.001265", "0.013802"),
         (180, "0.001265", "0.013802"),
     ]
 
 
 @pytest.mark.parametrize(("variant", "lr", "epochs"), [("manual", 0.01, 300), ("linear", 0.01, 300)])
 def test_both_variants_converge_to_the_true_line(variant: str, lr: float, epochs: int) -> None:
-    run("fit", "--model.variant", variant, "--model.lr", lr, "--trainer.max_epochs", epochs,
-        "--seed_everything", 1, "--trainer.enable_progress_bar", "false", "--run_name", variant)
+    run(
+        "fit",
+        "--model.variant",
+        variant,
+        "--model.lr",
+        lr,
+        "--trainer.max_epochs",
+        epochs,
+        "--seed_everything",
+        1,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--run_name",
+        variant,
+    )
     task = LinearRegressionTask.load_from_checkpoint(f"checkpoints/{variant}/last.ckpt")
     weight, bias = task.model.coefficients()
     assert abs(weight.item() - 0.7) < 0.01 and abs(bias.item() - 0.3) < 0.01
 
 
 def test_minibatches_with_noise_converge(capsys: pytest.CaptureFixture[str]) -> None:
-    run("fit", "--model.variant", "linear", "--model.lr", 0.05, "--trainer.max_epochs", 15,
-        "--data.num_samples", 4000, "--data.noise_std", 0.05, "--data.batch_size", 64,
-        "--trainer.enable_progress_bar", "false", "--table.every_n_epochs", 5, "--seed_everything", 0)
+    run(
+        "fit",
+        "--model.variant",
+        "linear",
+        "--model.lr",
+        0.05,
+        "--trainer.max_epochs",
+        15,
+        "--data.num_samples",
+        4000,
+        "--data.noise_std",
+        0.05,
+        "--data.batch_size",
+        64,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--table.every_n_epochs",
+        5,
+        "--seed_everything",
+        0,
+    )
     task = LinearRegressionTask.load_from_checkpoint("checkpoints/default/last.ckpt")
     weight, bias = task.model.coefficients()
     assert abs(weight.item() - 0.7) < 0.02 and abs(bias.item() - 0.3) < 0.02
