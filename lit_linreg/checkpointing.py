@@ -62,8 +62,8 @@ class RunCheckpoint(ModelCheckpoint):
             super().setup(trainer, pl_module, stage)
         if stage == "fit" and not self.resuming and self.dirpath and any(Path(self.dirpath).glob("*.ckpt")):
             rank_zero_info(
-                f"{self.dirpath} holds checkpoints of an earlier run: this fit overwrites its last.ckpt (resume instead "
-                f"with --ckpt_path last, or keep it with another --run_name)"
+                f"{self.dirpath} holds checkpoints of an earlier run: this fit overwrites its last.ckpt (resume "
+                f"instead with --ckpt_path last, or keep it with another --run_name)"
             )
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
