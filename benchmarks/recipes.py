@@ -106,15 +106,24 @@ def scale_data(rows: int, seed: int = 0, device: str = "cpu") -> tuple[Tensor, T
     return x.to(device), y.to(device)
 
 
-def plain_minibatch_epoch(x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01, seed: int = 0) -> nn.Module:
-    """One shuffled epoch of a plain loop over tensors already in memory (one permutation, one gather per batch)."""
+def plain_minibatch_epoch(
+    x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01, seed: int = 0, gather_once: bool = False
+) -> nn.Module:
+    """One shuffled epoch of a plain loop over tensors already in memory: one permutation, then one gather per
+    batch, or with ``gather_once`` one gather of all rows and a slice per batch (lit-linreg's data path)."""
     torch.manual_seed(42)
     model = build_model("linear").to(x.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     order = torch.randperm(len(x), generator=torch.Generator(x.device).manual_seed(seed), device=x.device)
+    if gather_once:
+        x, y = x.index_select(0, order), y.index_select(0, order)
     for start in range(0, len(x), batch_size):
-        index = order[start : start + batch_size]
-        loss = F.l1_loss(model(x.index_select(0, index)), y.index_select(0, index))
+        if gather_once:
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        else:
+            index = order[start : start + batch_size]
+            xb, yb = x.index_select(0, index), y.index_select(0, index)
+        loss = F.l1_loss(model(xb), yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

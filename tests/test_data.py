@@ -42,6 +42,10 @@ def test_minibatches_shuffle_once_per_epoch_and_reproducibly() -> None:
     loader.sampler.set_epoch(1)
     assert not torch.equal(epoch0, torch.cat([b[0] for b in loader]))
     assert all(torch.equal(bx * 2, by) for bx, by in loader)  # rows stay paired
+    # One gather per epoch, then slices: every batch is a contiguous view of the same shuffled copy.
+    batches = [b[0] for b in loader]
+    assert all(b.is_contiguous() for b in batches)
+    assert len({b.untyped_storage().data_ptr() for b in batches}) == 1
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
