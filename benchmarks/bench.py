@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipes import (  # noqa: E402
     TrainEpochTimer,
+    bare_lightning_epoch,
     bare_lightning_loop,
     dataloader_steps,
     plain_loop,
@@ -138,7 +139,13 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
         model = dataloader_steps(x, y, batch_size, dataloader_batches)
         return (time.perf_counter() - start) * len(x) / (batch_size * dataloader_batches), model
 
-    runs = {"plain": plain, "plain_once": lambda: plain(gather_once=True), "dataloader": dataloader, "lit": lit_epoch}
+    runs = {
+        "plain": plain,
+        "plain_once": lambda: plain(gather_once=True),
+        "dataloader": dataloader,
+        "bare": lambda: quietly(lambda: bare_lightning_epoch(x, y, batch_size)),
+        "lit": lit_epoch,
+    }
     measured: dict[str, list[float]] = {name: [] for name in runs}
     models = {}
     for _ in range(repeats):
@@ -151,6 +158,7 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
         "plain": "plain loop over in-memory tensors",
         "plain_once": "  the same, one gather per epoch, then slices",
         "dataloader": f"DataLoader(TensorDataset) ({dataloader_batches} batches, extrapolated)",
+        "bare": "bare Lightning loop over lit-linreg's batches",
         "lit": "lit-linreg fit (training epoch)",
     }
     print(f"   {'method':<52} {'rows/s':>12} {'weight':>7} {'bias':>7}")
@@ -160,6 +168,10 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
     print(
         f"   lit-linreg / plain loop = {rate['lit'] / rate['plain']:.2f} (target >= 0.7); / the same data path = "
         f"{rate['lit'] / rate['plain_once']:.2f}"
+    )
+    print(
+        f"   bare Lightning / plain loop = {rate['bare'] / rate['plain']:.2f}; "
+        f"lit-linreg / bare Lightning = {rate['lit'] / rate['bare']:.2f}"
     )
     print(f"   lit-linreg / DataLoader = {rate['lit'] / rate['dataloader']:.0f} (target >= 50)")
 

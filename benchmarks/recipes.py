@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lit_linreg.batches import TensorBatches
 from lit_linreg.models import build_model
 
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -48,10 +49,10 @@ def plain_loop(epochs: int = 500, lr: float = 0.005) -> tuple[float, float]:
 
 
 class _BareModule(L.LightningModule):
-    def __init__(self, lr: float, log_keys: int = 0) -> None:
+    def __init__(self, lr: float, log_keys: int = 0, variant: str = "manual") -> None:
         super().__init__()
         self.lr, self.log_keys = lr, log_keys
-        self.model = build_model("manual")
+        self.model = build_model(variant)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = F.l1_loss(self.model(batch[0]), batch[1])
@@ -142,6 +143,24 @@ def dataloader_steps(x: Tensor, y: Tensor, batch_size: int, steps: int, lr: floa
         loss.backward()
         optimizer.step()
     return model
+
+
+def bare_lightning_epoch(x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01) -> tuple[float, nn.Module]:
+    """One shuffled epoch of a bare LightningModule on lit-linreg's batches: the seconds of the training epoch."""
+    torch.manual_seed(42)
+    module, timer = _BareModule(lr, variant="linear"), TrainEpochTimer()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator=x.device.type,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, TensorBatches((x, y), batch_size, shuffle=True))
+    return timer.seconds, module.model
 
 
 class TrainEpochTimer(Callback):
