@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import math
 import os
 import platform
 import statistics
@@ -32,6 +33,7 @@ from recipes import (  # noqa: E402
     plain_loop,
     plain_minibatch_epoch,
     scale_data,
+    scale_fit_args,
 )
 
 from lit_linreg.cli import LitLinregCLI  # noqa: E402
@@ -100,32 +102,10 @@ def tutorial_section(repeats: int) -> None:
 def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: int) -> None:
     print(f"\n2. Scale: one shuffled epoch over {rows:,} noisy training rows, batch {batch_size}, nn.Linear, CPU")
     x, y = scale_data(rows)
+    dataloader_batches = min(dataloader_batches, math.ceil(rows / batch_size))  # the loader has no more
 
     def lit_epoch() -> tuple[float, torch.nn.Module]:
-        cli = litlinreg(
-            "fit",
-            "--model.variant",
-            "linear",
-            "--model.lr",
-            "0.01",
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.accelerator",
-            "cpu",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--seed_everything",
-            "42",
-            "--data.num_samples",
-            str(round(rows / 0.8)),
-            "--data.noise_std",
-            "0.1",
-            "--data.batch_size",
-            str(batch_size),
-            "--table.every_n_epochs",
-            "0",
-            "--trainer.callbacks+=recipes.TrainEpochTimer",
-        )
+        cli = litlinreg(*scale_fit_args(rows, batch_size))
         timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainEpochTimer))
         return timer.seconds, cli.model
 
@@ -137,7 +117,7 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
     def dataloader() -> tuple[float, torch.nn.Module]:
         start = time.perf_counter()
         model = dataloader_steps(x, y, batch_size, dataloader_batches)
-        return (time.perf_counter() - start) * len(x) / (batch_size * dataloader_batches), model
+        return (time.perf_counter() - start) * len(x) / min(len(x), batch_size * dataloader_batches), model
 
     runs = {
         "plain": plain,

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import quiet  # noqa: E402
-from recipes import TrainEpochTimer, plain_minibatch_epoch, scale_data  # noqa: E402
+from recipes import TrainEpochTimer, plain_minibatch_epoch, scale_data, scale_fit_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,29 +106,7 @@ def _predict(checkpoint: Path, root: str):
 
 def _lit_epoch(rows: int, batch_size: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as root:
-        cli = litlinreg_keep(
-            root,
-            "fit",
-            "--model.variant",
-            "linear",
-            "--model.lr",
-            "0.01",
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.accelerator",
-            "gpu" if device == "cuda" else "cpu",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--data.num_samples",
-            str(round(rows / 0.8)),
-            "--data.noise_std",
-            "0.1",
-            "--data.batch_size",
-            str(batch_size),
-            "--table.every_n_epochs",
-            "0",
-            "--trainer.callbacks+=recipes.TrainEpochTimer",
-        )
+        cli = litlinreg_keep(root, *scale_fit_args(rows, batch_size, "gpu" if device == "cuda" else "cpu"))
     return next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainEpochTimer)).seconds
 
 

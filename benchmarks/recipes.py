@@ -163,6 +163,24 @@ def bare_lightning_epoch(x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01
     return timer.seconds, module.model
 
 
+def scale_fit_args(rows: int, batch_size: int, accelerator: str = "cpu") -> list[str]:
+    """``lit-linreg fit`` arguments: one timed, shuffled epoch of the linear model over ``rows`` noisy training rows."""
+    return [
+        "fit",
+        "--model.variant=linear",
+        "--model.lr=0.01",
+        "--trainer.max_epochs=1",
+        f"--trainer.accelerator={accelerator}",
+        "--trainer.enable_progress_bar=false",
+        "--seed_everything=42",
+        f"--data.num_samples={round(rows / 0.8)}",  # the train split is 80 %
+        "--data.noise_std=0.1",
+        f"--data.batch_size={batch_size}",
+        "--table.every_n_epochs=0",
+        "--trainer.callbacks+=recipes.TrainEpochTimer",
+    ]
+
+
 class TrainEpochTimer(Callback):
     """Seconds from the start of a training epoch to its last training batch (validation excluded)."""
 
