@@ -24,7 +24,7 @@ def format_weight(weight: Tensor) -> str:
 
 
 class EpochTable(Callback):
-    """Prints the tutorial's training log every ``every_n_epochs`` epochs (0 = never).
+    """Prints the tutorial's training log every ``every_n_epochs`` epochs (0 = no table, nor its final line).
 
     Columns: epoch, train loss and val loss (6 decimals, like the tutorial), then weight and bias after the epoch's
     update (4 decimals). At the end it prints the final parameters beside the true ones, when known.
@@ -51,7 +51,7 @@ class EpochTable(Callback):
         print(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {bias.item():.4f}", flush=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not self.every_n_epochs or not trainer.is_global_zero:
             return
         weight, bias = pl_module.coefficients()
         line = f"final (epoch {trainer.current_epoch - 1}): weight {format_weight(weight)}, bias {bias.item():.4f}"

@@ -29,9 +29,7 @@ def build_report(learned: LinearFit, truth: LinearFit | None, splits: dict[str, 
     OLS and LAD are fitted on the training split (on at most ``MAX_BASELINE_ROWS`` of its rows, evenly spaced).
     """
     data = {name: splits[name] for name in ("train", "test")}
-    x_fit, y_fit = data["train"]
-    stride = math.ceil(len(x_fit) / MAX_BASELINE_ROWS)  # evenly spaced rows: views, and fair to sorted data too
-    x_fit, y_fit = x_fit[::stride].detach().cpu().double(), y_fit[::stride].detach().cpu().double()
+    x_fit, y_fit = baseline_rows(*data["train"])
     fits = {
         "learned": learned,
         "true": truth,
@@ -50,6 +48,17 @@ def build_report(learned: LinearFit, truth: LinearFit | None, splits: dict[str, 
     }
     rows = {"train": len(data["train"][0]), "test": len(data["test"][0]), "baseline_fit": len(x_fit)}
     return {"rows": rows, "models": models}
+
+
+def baseline_rows(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """What OLS and LAD are fitted on: at most ``MAX_BASELINE_ROWS`` evenly spaced rows, in float64 on the CPU."""
+    stride = math.ceil(len(x) / MAX_BASELINE_ROWS)  # evenly spaced rows: views, and fair to sorted data too
+    return x[::stride].detach().cpu().double(), y[::stride].detach().cpu().double()
+
+
+def lowest_l1_loss(x: Tensor, y: Tensor) -> float:
+    """The lowest L1 loss (MAE) that a linear model reaches on these rows: the exact LAD fit's."""
+    return regression_errors(least_absolute_deviations(*baseline_rows(x, y)), x, y)["mae"]
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:

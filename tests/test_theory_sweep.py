@@ -72,38 +72,49 @@ def test_help_lists_the_commands_one_per_line(capsys: pytest.CaptureFixture[str]
 
 def test_classify() -> None:
     epochs = np.arange(100)
-    settled = np.where(epochs < 40, 0.3 - 0.007 * epochs, 0.02 + 0.001 * (epochs % 2))  # then alternates
-    assert classify(settled) == ("converged", 40)
-    assert classify(np.linspace(0.3, 0.2, 100)) == ("not converged", None)  # a slow but steady descent
-    assert classify(0.3 - 0.05 * (epochs % 2)) == ("not converged", None)  # swings about where it started
-    assert classify(np.r_[settled[:50], np.nan, settled[51:]]) == ("diverged", None)
-    assert classify(0.3 + 10 * (epochs % 2)) == ("diverged", None)  # overshoots: worse than at the start
-    assert classify(np.array([0.3, 0.2, 0.1])) == ("not converged", None)  # too short to tell
+    settled = np.where(epochs < 40, 0.3 - 0.007 * epochs, 0.01 + 0.001 * (epochs % 2))  # then alternates
+    assert classify(settled, lowest=0.0) == ("converged", 40)  # 0.011 <= 0.015, 5 % of the way from 0 to 0.3
+    assert classify(settled, lowest=0.009) == ("converged", 40)  # noisy data: the optimum is not 0
+    assert classify(settled + 0.1, lowest=0.0) == ("not converged", None)  # settled, but far above the optimum
+    assert classify(np.linspace(0.3, 0.2, 100), lowest=0.0) == ("not converged", None)  # slow and steady
+    assert classify(0.3 - 0.05 * (epochs % 2), lowest=0.0) == ("not converged", None)  # swings where it started
+    assert classify(np.r_[settled[:50], np.nan, settled[51:]], lowest=0.0) == ("diverged", None)
+    assert classify(0.3 + 10 * (epochs % 2), lowest=0.0) == ("diverged", None)  # overshoots: worse than at the start
+    assert classify(np.array([0.3, 0.2, 0.1]), lowest=0.0) == ("not converged", None)
+    assert classify(np.array([0.3, 0.01, 0.01]), lowest=0.0) == ("converged", 1)
 
 
 def test_lr_sweep_classifies_real_runs(drawn, capsys: pytest.CaptureFixture[str]) -> None:
     torch.manual_seed(123)
     expected_draw = torch.rand(3)
     torch.manual_seed(123)
-    run("lr-sweep", "--config", CONFIGS / "base.yaml", "--lrs", "[0.0001, 0.05, 10]", "--trainer.max_epochs", "100")
+    lrs = "[0.0001, 0.02, 0.1, 10]"
+    run("lr-sweep", "--config", CONFIGS / "base.yaml", "--lrs", lrs, "--trainer.max_epochs", "100")
     assert torch.equal(torch.rand(3), expected_draw)  # the caller's RNG is left as it was
 
     out = capsys.readouterr().out
     table = {float(row[0]): row[1].strip() for row in re.findall(r"^ +([\d.e-]+) \| ([^|]+)\|", out, re.MULTILINE)}
-    assert table == {0.0001: "not converged", 0.05: "converged at epoch 16", 10.0: "diverged"}
+    assert table == {
+        0.0001: "not converged",  # too slow for 100 epochs
+        0.02: "converged at epoch 63",
+        0.1: "not converged",  # settles at once, but swings between two states far above the optimum
+        10.0: "diverged",
+    }
     assert re.search(r"^ +true \|.*\| 0.7000 \| 0.3000$", out, re.MULTILINE)
+    assert "final (epoch" not in out  # the runs print nothing of their own
     assert sorted(str(p) for p in Path().rglob("*") if p.is_file()) == ["figures/lr_sweep.png"]  # nothing else
 
     panels = drawn["lr_sweep.png"].axes
     assert [ax.get_title() for ax in panels] == [
         "lr = 0.0001\nnot converged",
-        "lr = 0.05\nconverged at epoch 16",
+        "lr = 0.02\nconverged at epoch 63",
+        "lr = 0.1\nnot converged",
         "lr = 10\ndiverged",
     ]
-    assert [ax.title.get_color() for ax in panels] == ["darkorange", "darkgreen", "firebrick"]
+    assert [ax.title.get_color() for ax in panels] == ["darkorange", "darkgreen", "darkorange", "firebrick"]
     assert all(len(line.get_xdata()) == 100 for line in panels[0].lines)
     # Every run starts from the config's seed-42 weights: the first epoch's train loss is the tutorial's 0.312881.
-    assert [round(float(ax.lines[0].get_ydata()[0]), 6) for ax in panels] == [0.312881] * 3
+    assert [round(float(ax.lines[0].get_ydata()[0]), 6) for ax in panels] == [0.312881] * 4
 
 
 def test_lr_sweep_with_the_lr_finder(drawn, capsys: pytest.CaptureFixture[str]) -> None:
