@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,16 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
+from tqdm import tqdm
 
 from lit_linreg.errors import UserError, require
 from lit_linreg.io import write_csv
+
+
+def echo(message: str) -> None:
+    """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def format_weight(weight: Tensor) -> str:
@@ -36,19 +44,22 @@ class EpochTable(Callback):
             f"table.every_n_epochs must be an integer >= 0 (0 = no table), got {every_n_epochs!r}",
         )
         self.every_n_epochs = every_n_epochs
+        self._header_printed = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.every_n_epochs and trainer.is_global_zero:
-            print(f"{'epoch':>5} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}", flush=True)
+        self._header_printed = False
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         if not self.every_n_epochs or epoch % self.every_n_epochs or not trainer.is_global_zero:
             return
+        if not self._header_printed:  # with the first row: whatever the run printed at its start comes before
+            echo(f"{'epoch':>5} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
+            self._header_printed = True
         metrics = trainer.callback_metrics
         losses = [f"{metrics[k].item():10.6f}" if k in metrics else f"{'-':>10}" for k in ("train_loss", "val_loss")]
         weight, bias = pl_module.coefficients()
-        print(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {bias.item():.4f}", flush=True)
+        echo(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {bias.item():.4f}")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.every_n_epochs or not trainer.is_global_zero:
@@ -58,7 +69,7 @@ class EpochTable(Callback):
         truth = pl_module.true_parameters()
         if truth is not None:
             line += f" | true: weight {format_weight(truth[0])}, bias {truth[1].item():.4f}"
-        print(line, flush=True)
+        echo(line)
 
 
 class PredictionWriter(Callback):
@@ -93,7 +104,7 @@ class PredictionWriter(Callback):
             header += ["y_true", "abs_error"]
             columns += [y_true[0][:, 0], (y_pred - y_true[0]).abs()[:, 0]]
         self.path = write_csv(Path(log_dir) / self.filename, header, columns)
-        print(f"predictions: {self.path} ({len(y_pred)} rows)", flush=True)
+        echo(f"predictions: {self.path} ({len(y_pred)} rows)")
 
 
 class DivergenceGuard(Callback):
@@ -102,7 +113,7 @@ class DivergenceGuard(Callback):
     The loss is checked after every step while it lives on the CPU (free); the epoch's train and val loss and the
     parameters once per epoch, at the end of its validation (before the checkpoint callback, which Lightning runs
     last, can save the epoch) or of the epoch. Nothing is saved after divergence, so the last checkpoint written
-    before it stays the last good one.
+    before it stays the last finite one.
     """
 
     def __init__(self) -> None:
@@ -137,7 +148,7 @@ class DivergenceGuard(Callback):
         last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none was written yet"
         raise UserError(
             f"training diverged at epoch {trainer.current_epoch}: {what} with model.lr={lr}; "
-            f"use a smaller learning rate, e.g. --model.lr {lr / 10:g}; last good checkpoint: {last}"
+            f"use a smaller learning rate, e.g. --model.lr {lr / 10:g}; last checkpoint before the divergence: {last}"
         )
 
 

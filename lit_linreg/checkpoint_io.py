@@ -56,9 +56,10 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
                 f"checkpoint {path} is not a trusted lit-linreg checkpoint: it holds Python objects that would run "
                 f"code when loaded, so it was refused and nothing in it was run"
             ) from err
+        others = sorted(p.name for p in Path(path).parent.glob("*.ckpt") if p.name != Path(path).name)
+        hint = f"use another checkpoint, e.g. {others[0]} beside it" if others else "use another checkpoint or retrain"
         raise UserError(
-            f"checkpoint {path} is damaged or not a PyTorch checkpoint (truncated, corrupted or another format); "
-            f"use another checkpoint, e.g. the best-*.ckpt beside it"
+            f"checkpoint {path} is damaged or not a PyTorch checkpoint (truncated, corrupted or another format); {hint}"
         ) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
@@ -62,8 +63,9 @@ class RunCheckpoint(ModelCheckpoint):
             super().setup(trainer, pl_module, stage)
         if stage == "fit" and not self.resuming and self.dirpath and any(Path(self.dirpath).glob("*.ckpt")):
             rank_zero_info(
-                f"{self.dirpath} holds checkpoints of an earlier run: this fit overwrites its last.ckpt (resume "
-                f"instead with --ckpt_path last, or keep it with another --run_name)"
+                f"{self.dirpath} holds checkpoints of an earlier run: this fit overwrites its last.ckpt and "
+                f"--ckpt_path best will mean this fit's best (resume instead with --ckpt_path last, or keep the runs "
+                f"apart with --run_name)"
             )
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
@@ -79,6 +81,9 @@ class RunCheckpoint(ModelCheckpoint):
         if self._last_written_step == trainer.global_step or trainer.global_step == 0:
             return
         candidates = self._monitor_candidates(trainer)
+        # At the end of training Lightning has already counted the last epoch: name files after the epoch whose
+        # training produced these weights (``epoch`` in the file name), as the saves during an epoch do.
+        candidates["epoch"] = torch.tensor(trainer.fit_loop.epoch_progress.current.started - 1)
         if include_top_k and self._last_global_step_saved != trainer.global_step:
             self._save_topk_checkpoint(trainer, candidates)
         if self.save_last:

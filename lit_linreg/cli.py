@@ -54,6 +54,7 @@ class LitLinregCLI(LightningCLI):
             LinearRegressionTask,
             RegressionDataModule,
             subclass_mode_data=True,
+            seed_everything_default=42,  # the tutorial's: a run without a config is reproducible too
             args=args,
             save_config_kwargs={"overwrite": True},
             **kwargs,
@@ -163,7 +164,7 @@ class LitLinregCLI(LightningCLI):
             self.config = parser.parse_args(argv)
         if self.config.get("subcommand"):
             self._subcommand_config().ckpt_path = path
-        self._check_config()
+        self._check_config(printing=bool(printing))
         if printing:
             parser.instantiate_classes(self.config)
             parser.parse_args([*argv, *printing])  # prints and exits
@@ -178,15 +179,21 @@ class LitLinregCLI(LightningCLI):
         at = next((i + 1 for i, a in enumerate(argv) if a in self.subcommands()), None)
         return argv if at is None else [*argv[:at], *injected, *argv[at:]]
 
-    def _check_config(self) -> None:
-        """What Lightning accepts but would make a useless run: no epochs to train, or unsafe checkpoint loading."""
-        cfg = self._subcommand_config()
+    def _check_config(self, printing: bool = False) -> None:
+        """What Lightning accepts but would make a useless run: an untrained model to evaluate, no epochs to train,
+        or unsafe checkpoint loading."""
+        cfg, subcommand = self._subcommand_config(), self.config.get("subcommand")
         require(
             cfg.get("weights_only") is not False,
             "--weights_only false is refused: lit-linreg loads every checkpoint with weights_only=True, so that a "
             "checkpoint cannot run code; drop the option",
         )
-        if self.config.get("subcommand") != "fit":
+        require(
+            subcommand in (None, "fit") or bool(cfg.get("ckpt_path")) or printing,
+            f"lit-linreg {subcommand} needs a trained model, or it would use freshly initialised weights: add "
+            f"--ckpt_path last or best (the run of the --config given) or --ckpt_path <file.ckpt>",
+        )
+        if subcommand != "fit":
             return
         epochs, steps = cfg.trainer.max_epochs, cfg.trainer.max_steps
         require(
@@ -294,6 +301,13 @@ def main(args: ArgsType = None) -> None:
         verbose = verbose or "--verbose" in argv
         args = argv = [a for a in argv if a != "--verbose"]
     try:
+        commands = [*LitLinregCLI.subcommands(), *EXTRA_COMMANDS]
+        if isinstance(args, list) and (not argv or (argv[0] not in commands and not argv[0].startswith("-"))):
+            given = f"unknown command {argv[0]!r}" if argv else "no command given"
+            raise UserError(
+                f"{given}: start with one of {', '.join(commands)}, e.g. lit-linreg fit --config configs/base.yaml "
+                f"(lit-linreg --help describes each)"
+            )
         if argv and argv[0] in EXTRA_COMMANDS:
             run_extra_command(argv[0], argv[1:])
         else:

@@ -16,6 +16,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from lit_linreg.callbacks import echo
 from lit_linreg.plots import (
     TITLE_CHARACTERS,
     LossPanel,
@@ -195,7 +196,7 @@ class FigureWriter(LossHistory):
 
     def _announce(self) -> None:
         if self.paths:
-            print(f"figures: {self.paths[0].parent} ({', '.join(p.name for p in self.paths)})", flush=True)
+            echo(f"figures: {self.paths[0].parent} ({', '.join(p.name for p in self.paths)})")
 
 
 def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from lit_linreg.baselines import LinearFit, least_absolute_deviations, ordinary_least_squares, regression_errors
-from lit_linreg.callbacks import format_weight
+from lit_linreg.callbacks import echo, format_weight
 from lit_linreg.io import atomic_write
 
 MAX_BASELINE_ROWS = 200_000  # larger training splits: OLS and LAD are fitted on evenly spaced rows, at most this many
@@ -137,16 +137,15 @@ class BaselineReport(Callback):
         header, rows = report_table(report)
         fitted, train = report["rows"]["baseline_fit"], report["rows"]["train"]
         sample = "" if fitted == train else f" (every {math.ceil(train / fitted)}th of the {train:,})"
-        print(
+        echo(
             f"baselines: OLS and LAD fitted in float64 on {fitted:,} training rows{sample}; "
-            f"L1 = mean absolute error, the training loss",
-            flush=True,
+            f"L1 = mean absolute error, the training loss"
         )
-        print(format_console(header, rows), flush=True)
+        echo(format_console(header, rows))
         self._log(trainer, report, format_markdown(header, rows))
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
         self.path = atomic_write(directory / self.filename, lambda file: file.write(text.encode()))
-        print(f"report: {self.path}", flush=True)
+        echo(f"report: {self.path}")
 
     @staticmethod
     def _log(trainer: L.Trainer, report: dict[str, Any], markdown: str) -> None:

@@ -72,11 +72,14 @@ def main(argv: list[str]) -> None:
         *(("--w_range", w) for w in args.w_range),
     ]
     for option, value in numbers:
-        require(math.isfinite(value), f"{option} must be a finite number, got {value}")
-    require(args.x != 0, "--x must not be 0: with x = 0 the loss does not depend on w")
-    require(args.lr > 0, f"--lr must be > 0, got {args.lr}")
-    require(args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
-    require(args.w_range[0] < args.w_range[1], f"--w_range MIN must be below MAX, got {args.w_range}")
+        require(math.isfinite(value), f"{option} must be a finite number, got {value}; give a plain number")
+    require(args.x != 0, "--x must not be 0: with x = 0 the loss does not depend on w; the tutorial uses --x 2")
+    require(args.lr > 0, f"--lr must be > 0, got {args.lr}; the tutorial uses --lr 0.1")
+    require(args.steps >= 0, f"--steps must be >= 0, got {args.steps}; the tutorial uses --steps 15")
+    require(
+        args.w_range[0] < args.w_range[1],
+        f"--w_range MIN must be below MAX, got {args.w_range}; e.g. --w_range -1 6 (the default)",
+    )
     sample = {"x": args.x, "target": args.target, "bias": args.bias}
 
     w = np.linspace(*args.w_range, 100)

@@ -93,6 +93,12 @@ def test_checkpoints_are_per_run_and_last_is_never_stale() -> None:
     assert base_files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in base_dir.iterdir()}
 
 
+def test_a_best_checkpoint_saved_at_the_end_is_named_after_the_last_epoch() -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "30", "--table.every_n_epochs", "0")
+    names = sorted(p.name for p in Path("checkpoints/base").glob("*.ckpt"))  # val_loss falls every epoch here
+    assert len(names) == 2 and names[0].startswith("best-epoch=29-val_loss=") and names[1] == "last.ckpt"
+
+
 def test_resume_from_last_matches_an_uninterrupted_run(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -105,7 +111,7 @@ def test_resume_from_last_matches_an_uninterrupted_run(
     task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
     assert [round(p.item(), 4) for p in task.model.coefficients()] == [0.6954, 0.2998]
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "1")
-    assert "holds checkpoints of an earlier run: this fit overwrites its last.ckpt" in caplog.text
+    assert "holds checkpoints of an earlier run: this fit overwrites its last.ckpt and" in caplog.text
 
 
 def test_tensorboard_scalars_hparams_and_config() -> None:

@@ -91,6 +91,24 @@ def test_print_config_checks_like_a_run(options: list[str], message: str, capsys
     assert err.strip().splitlines()[-1].startswith(f"lit-linreg: error: {message}")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["predict", "--config", BASE],
+            "lit-linreg predict needs a trained model, or it would use freshly initialised",
+        ),
+        (["test", "--config", BASE], "lit-linreg test needs a trained model"),
+        (["validate"], "lit-linreg validate needs a trained model"),
+        (["fitt", "--config", BASE], "unknown command 'fitt': start with one of fit, validate, test, predict, theory"),
+        ([], "no command given: start with one of fit, validate, test, predict, theory, lr-sweep, make-data"),
+        (["theory", "--lr", "-1"], "--lr must be > 0, got -1.0; the tutorial uses --lr 0.1"),
+    ],
+)
+def test_commands_that_cannot_run(args: list[object], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert message in error_line(capsys, *args)
+
+
 @pytest.mark.parametrize(("content", "message"), CONFIG_FILES.items())
 def test_bad_config_files(content: str | None, message: str, tmp_path: Path, capsys) -> None:
     config = tmp_path / "config.yaml"

@@ -130,7 +130,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pyt
     line = error_line(capsys, *fit, "--model.lr", "1e37")  # finite after epoch 0, the loss overflows in epoch 1
     assert (
         f"training diverged at epoch 1: the training loss became inf with model.lr=1e+37; use a smaller "
-        f"learning rate, e.g. --model.lr 1e+36; last good checkpoint: {last}"
+        f"learning rate, e.g. --model.lr 1e+36; last checkpoint before the divergence: {last}"
     ) in line
     good = torch.load(last, weights_only=True)
     assert good["epoch"] == 0 and all(torch.isfinite(t).all() for t in good["state_dict"].values())
