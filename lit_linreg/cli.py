@@ -17,10 +17,10 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
-from lit_linreg.callbacks import DivergenceGuard, EpochTable, GracefulInterrupt, PredictionWriter
+from lit_linreg.callbacks import DivergenceGuard, EpochTable, GracefulInterrupt, PredictionWriter, echo
 from lit_linreg.checkpoint_io import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
 from lit_linreg.checkpointing import RunCheckpoint, find_checkpoint
-from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, description, run_extra_command
+from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
 from lit_linreg.figures import FigureWriter
@@ -279,9 +279,7 @@ def _standardize(data: RegressionDataModule) -> bool:
 LINKED_FROM_DATA = {"in_features": _num_features, "standardize": _standardize}
 
 
-@rank_zero_only
-def _print(message: str) -> None:
-    print(message, flush=True)
+_print = rank_zero_only(echo)
 
 
 VERBOSE_ENV = "LIT_LINREG_VERBOSE"
@@ -301,13 +299,8 @@ def main(args: ArgsType = None) -> None:
         verbose = verbose or "--verbose" in argv
         args = argv = [a for a in argv if a != "--verbose"]
     try:
-        commands = [*LitLinregCLI.subcommands(), *EXTRA_COMMANDS]
-        if isinstance(args, list) and (not argv or (argv[0] not in commands and not argv[0].startswith("-"))):
-            given = f"unknown command {argv[0]!r}" if argv else "no command given"
-            raise UserError(
-                f"{given}: start with one of {', '.join(commands)}, e.g. lit-linreg fit --config configs/base.yaml "
-                f"(lit-linreg --help describes each)"
-            )
+        if isinstance(args, list):
+            check_command(argv, list(LitLinregCLI.subcommands()))
         if argv and argv[0] in EXTRA_COMMANDS:
             run_extra_command(argv[0], argv[1:])
         else:

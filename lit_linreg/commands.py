@@ -8,12 +8,26 @@ import textwrap
 
 from jsonargparse import DefaultHelpFormatter
 
+from lit_linreg.errors import UserError
+
 # name -> ("module:function", help). Each function takes the remaining argv; it raises UserError for user problems.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.sweep:main", "train once per learning rate, compare the runs"),
     "make-data": ("lit_linreg.csv_data:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
 }
+
+
+def check_command(argv: list[str], subcommands: list[str]) -> None:
+    """A command line must start with a command (or an option such as --help): else a one-line error listing them."""
+    commands = [*subcommands, *EXTRA_COMMANDS]
+    if argv and (argv[0] in commands or argv[0].startswith("-")):
+        return
+    given = f"unknown command {argv[0]!r}" if argv else "no command given"
+    raise UserError(
+        f"{given}: start with one of {', '.join(commands)}, e.g. lit-linreg fit --config configs/base.yaml "
+        f"(lit-linreg --help describes each)"
+    )
 
 
 def run_extra_command(name: str, argv: list[str]) -> None:
