@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_linreg.batches import TensorBatches
+from lit_linreg.data import TensorBatches
 from lit_linreg.models import build_model
 
 for _name in ("lightning.pytorch", "lightning.fabric"):

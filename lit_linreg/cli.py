@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +18,25 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
-from lit_linreg.callbacks import DivergenceGuard, EpochTable, GracefulInterrupt, PredictionWriter, echo
-from lit_linreg.checkpoint_io import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
-from lit_linreg.checkpointing import RunCheckpoint, find_checkpoint
+from lit_linreg.callbacks import (
+    BaselineReport,
+    DivergenceGuard,
+    EpochTable,
+    FigureWriter,
+    GracefulInterrupt,
+    PredictionWriter,
+    RunCheckpoint,
+    find_checkpoint,
+)
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
+from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
-from lit_linreg.figures import FigureWriter
-from lit_linreg.loggers import TensorBoardLogger
-from lit_linreg.report import BaselineReport
+from lit_linreg.loggers.tensorboard import TensorBoardLogger
+from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
 from lit_linreg.task import LinearRegressionTask
 
 CHECKPOINT_ALIASES = ("last", "best")
-
-
-class _DropLightningTip(logging.Filter):
-    """Lightning 2.6 advertises a cloud logger on every run; keep the console for the run itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTip())
 
 
 class LitLinregCLI(LightningCLI):
@@ -57,6 +55,8 @@ class LitLinregCLI(LightningCLI):
             seed_everything_default=42,  # the tutorial's: a run without a config is reproducible too
             args=args,
             save_config_kwargs={"overwrite": True},
+            # Checkpoints hold the task's plain init arguments (no class paths or instantiators to trust on load).
+            load_from_checkpoint_support=False,
             **kwargs,
         )
 
@@ -75,9 +75,11 @@ class LitLinregCLI(LightningCLI):
             parser.link_arguments("data", f"model.{target}", compute_fn=compute, apply_on="instantiate")
 
     # Run layout.
-    def _subcommand_config(self):
+    def _subcommand_config(self, config: Namespace | None = None) -> Namespace:
+        """The part of ``config`` (default: the parsed config) that belongs to the subcommand being run."""
+        config = self.config if config is None else config
         subcommand = self.config.get("subcommand")
-        return self.config[subcommand] if subcommand else self.config
+        return config[subcommand] if subcommand else config
 
     @property
     def root_dir(self) -> Path:
@@ -105,13 +107,19 @@ class LitLinregCLI(LightningCLI):
         dirpath = self._subcommand_config().checkpoint.dirpath
         return Path(dirpath) if dirpath else self.root_dir / "checkpoints" / self.run_name
 
+    def before_instantiate_classes(self) -> None:
+        cfg = self._subcommand_config()
+        cfg.checkpoint.dirpath = str(self.checkpoint_dir.resolve())
+        if self.requested_model is not None:
+            # Lightning re-applies the hyperparameters of --ckpt_path over the parsed model (explicit arguments
+            # included); the model as parse_arguments built it has them first and explicit arguments over them.
+            cfg.model = self.requested_model
+
     def instantiate_trainer(self, **kwargs: Any):
         cfg = self._subcommand_config()
-        checkpoint = self._get(self.config_init, "checkpoint")
-        checkpoint.dirpath = str(self.checkpoint_dir.resolve())
         if cfg.trainer.logger in (None, True):
             kwargs["logger"] = TensorBoardLogger(save_dir=str(self.root_dir / "lightning_logs"), name=self.run_name)
-        trainer_init = self._get(self.config_init, "trainer")
+        trainer_init = self._subcommand_config(self.config_init).trainer
         kwargs["plugins"] = [*_as_list(trainer_init.get("plugins")), AtomicCheckpointIO()]
         # Every callback costs a dispatch on every hook of every epoch: add each only where it does something.
         stage_callbacks = {
@@ -142,6 +150,7 @@ class LitLinregCLI(LightningCLI):
         ``--print_config`` prints only a config that a run would accept: its classes are built first.
         """
         self.checkpoint_hparams: dict[str, Any] | None = None
+        self.requested_model: Namespace | None = None
         if isinstance(args, (dict, Namespace)):
             self.config = parser.parse_object(args)
             return
@@ -164,6 +173,8 @@ class LitLinregCLI(LightningCLI):
             self.config = parser.parse_args(argv)
         if self.config.get("subcommand"):
             self._subcommand_config().ckpt_path = path
+            if path:
+                self.requested_model = self._subcommand_config().model.clone()
         self._check_config(printing=bool(printing))
         if printing:
             parser.instantiate_classes(self.config)
@@ -206,9 +217,6 @@ class LitLinregCLI(LightningCLI):
             f"(-1, no epoch limit, is accepted only with a positive --trainer.max_steps)",
         )
 
-    def _parse_ckpt_path(self) -> None:
-        """Done in :meth:`parse_arguments`, with the checkpoint validated before anything in it is used."""
-
     def after_instantiate_classes(self) -> None:
         expected = self.checkpoint_hparams
         if expected is None:
@@ -234,23 +242,18 @@ class LitLinregCLI(LightningCLI):
             f"checkpoints: {self.checkpoint_dir} | logs: {logs}"
         )
 
-    def before_fit(self) -> None:
-        checkpoint = self.trainer.checkpoint_callback
-        if isinstance(checkpoint, RunCheckpoint):
-            checkpoint.resuming = bool(self._subcommand_config().ckpt_path)
-        self._announce()
-
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
-        if checkpoint is not None and checkpoint.last_model_path:
-            _print(f"checkpoints: last {checkpoint.last_model_path} | best {checkpoint.best_model_path or '-'}")
+        last = checkpoint.last_model_path if isinstance(checkpoint, RunCheckpoint) else ""
+        if isinstance(checkpoint, RunCheckpoint) and last:
+            _print(f"checkpoints: last {last} | best {checkpoint.best_model_path or '-'}")
         if self.interrupt.stopped_after_epoch is not None:
             raise Interrupted(
                 f"interrupted: stopped after epoch {self.interrupt.stopped_after_epoch} and saved "
-                f"{getattr(checkpoint, 'last_model_path', '')}; resume with the same command plus --ckpt_path last"
+                f"{last}; resume with the same command plus --ckpt_path last"
             )
 
-    before_validate = before_test = before_predict = _announce
+    before_fit = before_validate = before_test = before_predict = _announce
 
 
 def _as_list(value: Any) -> list:
@@ -285,6 +288,18 @@ _print = rank_zero_only(echo)
 VERBOSE_ENV = "LIT_LINREG_VERBOSE"
 
 
+def quiet_console() -> None:
+    """What the lit-linreg command (not the package) changes in its own process: Lightning 2.6's cloud-logger tip
+    and two warnings about Lightning's internals that no user can act on stay off its console."""
+
+    def drop_tip(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(drop_tip)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of ``lit-linreg``: ``main(["fit", "--config", "configs/base.yaml"])`` runs in-process.
 
@@ -292,6 +307,7 @@ def main(args: ArgsType = None) -> None:
     exit status 2 (130 after Ctrl-C). ``--verbose`` anywhere on the command line, or ``LIT_LINREG_VERBOSE=1``, shows
     the full traceback instead. Any other exception is a bug and keeps its traceback.
     """
+    quiet_console()
     verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     argv: list[str] = []
     if args is None or isinstance(args, list):

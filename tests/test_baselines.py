@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from lit_linreg.baselines import (
+from lit_linreg.analysis.baselines import (
     SUBSAMPLE_ABOVE,
     LinearFit,
     least_absolute_deviations,

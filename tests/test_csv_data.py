@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_linreg.csv_data import CSVRegressionData
+from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.errors import UserError
 
 from .helpers import run, run_subprocess
@@ -129,7 +129,7 @@ def test_the_command_line_prints_one_line_and_exits_with_status_2() -> None:
     result = run_subprocess(
         "fit",
         "--data.class_path",
-        "lit_linreg.csv_data.CSVRegressionData",
+        "lit_linreg.datasets.csv.CSVRegressionData",
         "--data.csv_path",
         "bad.csv",
         "--data.target",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_linreg.checkpoint_io import AtomicCheckpointIO
+from lit_linreg.storage.checkpoints import AtomicCheckpointIO
 from lit_linreg.task import LinearRegressionTask
 
 from .bad_inputs import error_line
@@ -25,7 +25,7 @@ from .helpers import CONFIGS, run, table_rows
 SAVER = """
 import itertools, os, sys
 import torch
-from lit_linreg.checkpoint_io import AtomicCheckpointIO
+from lit_linreg.storage.checkpoints import AtomicCheckpointIO
 
 payloads = [{"hyper_parameters": {"variant": "linear", "lr": 0.1}, "state_dict": {"w": torch.full((2**20,), v)}}
             for v in (1.0, 2.0)]

@@ -11,9 +11,9 @@ import pytest
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import lit_linreg.figures
+import lit_linreg.callbacks.figures
 from lit_linreg.cli import LitLinregCLI
-from lit_linreg.figures import FigureWriter
+from lit_linreg.callbacks.figures import FigureWriter
 
 from .helpers import CONFIGS, run
 
@@ -25,13 +25,13 @@ FIT_FIGURES = ["1_data", "2_predictions_before_training", "3_predictions_after_t
 def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
     """The Figure behind each PNG the runs write, by file stem (the writer still saves them)."""
     figures: dict[str, Figure] = {}
-    save_png = lit_linreg.figures.save_png
+    save_png = lit_linreg.callbacks.figures.save_png
 
     def record(fig: Figure, path: Path) -> np.ndarray:
         figures[Path(path).stem] = fig
         return save_png(fig, path)
 
-    monkeypatch.setattr(lit_linreg.figures, "save_png", record)
+    monkeypatch.setattr(lit_linreg.callbacks.figures, "save_png", record)
     return figures
 
 

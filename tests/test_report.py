@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_linreg.csv_data import CSVRegressionData
+from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.task import LinearRegressionTask
 
 from .helpers import CONFIGS, run, run_subprocess

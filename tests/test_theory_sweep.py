@@ -10,9 +10,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-import lit_linreg.sweep
-import lit_linreg.theory
-from lit_linreg.sweep import classify
+import lit_linreg.commands.sweep
+import lit_linreg.commands.theory
+from lit_linreg.commands.sweep import classify
 
 from .helpers import CONFIGS, run
 
@@ -21,7 +21,7 @@ from .helpers import CONFIGS, run
 def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
     """The Figure behind each PNG the commands write, by file name (they are still written)."""
     figures: dict[str, Figure] = {}
-    for module in (lit_linreg.theory, lit_linreg.sweep):
+    for module in (lit_linreg.commands.theory, lit_linreg.commands.sweep):
 
         def record(fig: Figure, path: Path, save_png=module.save_png) -> np.ndarray:
             figures[Path(path).name] = fig

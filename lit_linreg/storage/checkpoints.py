@@ -13,9 +13,12 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from lit_linreg.errors import UserError
-from lit_linreg.io import atomic_write
+from lit_linreg.storage.files import atomic_write
 
 TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
+FORMAT_KEY = "lit_linreg"  # lit-linreg's own entry in every checkpoint it writes: {"format": ..., "data_class": ...}
+FORMAT = 2  # 1: lit-linreg 0.1, whose checkpoints have no such entry (LightningCLI's _class_path names the data)
+LEGACY_DATA_CLASSES = {"lit_linreg.csv_data.CSVRegressionData": "lit_linreg.datasets.csv.CSVRegressionData"}
 TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
 
 
@@ -112,6 +115,18 @@ def task_hyperparameters(checkpoint: dict[str, Any], path: str | Path) -> dict[s
     return hparams
 
 
+def checkpoint_info(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """lit-linreg's entry of ``checkpoint`` (empty for format 1); a newer format than this version reads is an error."""
+    info = checkpoint.get(FORMAT_KEY) or {}
+    fmt = info.get("format", 1) if isinstance(info, dict) else None
+    if not isinstance(fmt, int) or fmt > FORMAT:
+        raise UserError(
+            f"checkpoint {path} was written by another lit-linreg version (checkpoint format {fmt!r}; this version "
+            f"reads formats 1 to {FORMAT}); load it with the lit-linreg that wrote it, or retrain"
+        )
+    return info
+
+
 def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] | None:
     """The checkpoint's datamodule as a ``{"class_path", "init_args"}`` config, or None if it has none.
 
@@ -119,17 +134,21 @@ def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] 
     never imported or instantiated otherwise.
     """
     hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    class_path = hparams.pop("_class_path", None)
+    legacy_class_path = hparams.pop("_class_path", None)  # lit-linreg 0.1 checkpoints: written by LightningCLI
     hparams.pop("_instantiator", None)
-    if class_path is None:
-        return None
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(sys.modules.get(module_name), class_name, None)
     from lit_linreg.data import RegressionDataModule
 
-    if not (isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
-        raise UserError(
-            f"checkpoint {path} is not a trusted lit-linreg checkpoint: its data class {class_path!r} is not a "
-            f"lit-linreg data module"
-        )
+    named = [checkpoint_info(checkpoint, path).get("data_class"), legacy_class_path]
+    for class_path in filter(None, named):  # every class a file names must be one of lit-linreg's data modules
+        module_name, _, class_name = LEGACY_DATA_CLASSES.get(class_path, class_path).rpartition(".")
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
+            raise UserError(
+                f"checkpoint {path} is not a trusted lit-linreg checkpoint: its data class {class_path!r} is not a "
+                f"lit-linreg data module"
+            )
+    class_path = next(filter(None, named), None)
+    if class_path is None:
+        return None
+    class_path = LEGACY_DATA_CLASSES.get(class_path, class_path)
     return {"class_path": class_path, "init_args": hparams}

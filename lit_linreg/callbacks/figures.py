@@ -16,8 +16,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lit_linreg.callbacks import echo
-from lit_linreg.plots import (
+from lit_linreg.console import echo
+from lit_linreg.data import RegressionDataModule
+from lit_linreg.task import as_task
+from lit_linreg.analysis.plots import (
     TITLE_CHARACTERS,
     LossPanel,
     Points,
@@ -44,15 +46,14 @@ class LossHistory(Callback):
         self._records = {key: ([], []) for key in self._records}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, "train_loss")
+        self._record(trainer, "train_loss", as_task(pl_module).epoch_metrics("train")["train_loss"])
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, and not at the train epoch end, so that epochs without validation add no stale value.
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            self._record(trainer, "val_loss")
+            self._record(trainer, "val_loss", trainer.callback_metrics.get("val_loss"))
 
-    def _record(self, trainer: L.Trainer, key: str) -> None:
-        value = trainer.callback_metrics.get(key)
+    def _record(self, trainer: L.Trainer, key: str, value: Tensor | None) -> None:
         if value is not None:
             epochs, values = self._records[key]
             epochs.append(trainer.current_epoch)
@@ -114,7 +115,7 @@ class FigureWriter(LossHistory):
             return
         rows, model = _rows(trainer), _describe(pl_module)
         if rows:
-            truth = pl_module.true_parameters()
+            truth = as_task(pl_module).true_parameters()
             line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
             *others, last = [f"{len(trainer.datamodule.splits[name][1])} {name}" for name in rows]
             sizes = f"{', '.join(others)} and {last}" if others else last
@@ -202,8 +203,10 @@ class FigureWriter(LossHistory):
 def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:
     """The datamodule's splits, thinned for plotting; val only when it is a split of its own (not the test split)."""
     datamodule = trainer.datamodule
-    splits = getattr(datamodule, "splits", None) or {}
-    names = ("train", "val", "test") if getattr(datamodule, "val_split", 0) else ("train", "test")
+    if not isinstance(datamodule, RegressionDataModule):
+        return {}
+    splits = datamodule.splits
+    names = ("train", "val", "test") if datamodule.val_split else ("train", "test")
     return {name: (_thin(splits[name][0]), _thin(splits[name][1])) for name in names if name in splits}
 
 
@@ -228,8 +231,9 @@ def _numpy(tensor: Tensor) -> np.ndarray:
 
 def _describe(pl_module: L.LightningModule) -> str:
     """``manual model: w=0.6954, b=0.2998 | true w=0.7000, b=0.3000`` (the truth when the data know it)."""
-    text = f"{pl_module.hparams.get('variant', type(pl_module).__name__)} model: {_line(*pl_module.coefficients())}"
-    truth = pl_module.true_parameters()
+    task = as_task(pl_module)
+    text = f"{task.hparams['variant']} model: {_line(*task.coefficients())}"
+    truth = task.true_parameters()
     if truth is None:
         return text
     true = f"true {_line(*truth)}"
@@ -242,7 +246,6 @@ def _line(weight: Tensor, bias: Tensor) -> str:
 
 
 def _xlabel(trainer: L.Trainer) -> str:
-    names = getattr(trainer.datamodule, "feature_names", None)
-    features = getattr(trainer.datamodule, "num_features", 1)
-    first = names[0] if names else "x" if features == 1 else "x[0]"
-    return first if features == 1 else f"{first} (the first of {features} features)"
+    datamodule = trainer.datamodule
+    names = datamodule.feature_names if isinstance(datamodule, RegressionDataModule) else ["x"]
+    return names[0] if len(names) == 1 else f"{names[0]} (the first of {len(names)} features)"

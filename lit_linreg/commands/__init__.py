@@ -12,9 +12,9 @@ from lit_linreg.errors import UserError
 
 # name -> ("module:function", help). Each function takes the remaining argv; it raises UserError for user problems.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
-    "theory": ("lit_linreg.theory:main", "the tutorial's gradient and gradient-descent figure"),
-    "lr-sweep": ("lit_linreg.sweep:main", "train once per learning rate, compare the runs"),
-    "make-data": ("lit_linreg.csv_data:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
+    "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
+    "lr-sweep": ("lit_linreg.commands.sweep:main", "train once per learning rate, compare the runs"),
+    "make-data": ("lit_linreg.datasets.csv:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
 }
 
 

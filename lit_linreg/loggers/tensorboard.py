@@ -11,6 +11,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
+from lit_linreg.errors import require
+
 
 class TensorBoardLogger(_TensorBoardLogger):
     """Lightning's TensorBoardLogger, cheap enough for hundreds of tiny epochs, with a real ``hp_metric``.
@@ -33,6 +35,7 @@ class TensorBoardLogger(_TensorBoardLogger):
         write_every_s: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        require(not kwargs.get("prefix"), "lit-linreg's TensorBoardLogger takes no prefix; name the run instead")
         kwargs["default_hp_metric"] = False
         super().__init__(save_dir, name=name, version=version, **kwargs)
         self.write_every_s = write_every_s
@@ -46,18 +49,18 @@ class TensorBoardLogger(_TensorBoardLogger):
         values = {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
         if any(isinstance(v, dict) for v in values.values()):
             return super().log_metrics(values, step)
-        prefix = f"{self._prefix}{self.LOGGER_JOIN_CHAR}" if self._prefix else ""
-        summary = Summary(value=[Summary.Value(tag=prefix + k, simple_value=float(v)) for k, v in values.items()])
+        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
         self._pending.append((summary, step))
         self._last_step = step if step is not None else self._last_step
         if "val_loss" in values:
             self._final_val_loss = float(values["val_loss"])
         if time.monotonic() >= self._next_write:
-            self._write_pending()
+            self.write_pending()
 
-    def _write_pending(self) -> None:
+    def write_pending(self) -> None:
+        """Write the events held in memory now."""
         if self._pending:
-            writer = self.experiment._get_file_writer()
+            writer = self.experiment.file_writer  # SummaryWriter's public FileWriter: one event for many scalars
             for summary, step in self._pending:
                 writer.add_summary(summary, step)
             self.experiment.flush()  # let the writer thread finish now rather than compete with training
@@ -66,12 +69,12 @@ class TensorBoardLogger(_TensorBoardLogger):
 
     @rank_zero_only
     def save(self) -> None:
-        self._write_pending()
+        self.write_pending()
         super().save()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         if status == "success" and self._final_val_loss is not None and self.hparams:
             self.log_hyperparams(self.hparams, {"hp_metric": self._final_val_loss}, step=self._last_step)
-        self._write_pending()
+        self.write_pending()
         super().finalize(status)

@@ -24,9 +24,9 @@ from lightning.pytorch.utilities.seed import isolate_rng
 
 from lit_linreg.cli import LitLinregCLI
 from lit_linreg.errors import require
-from lit_linreg.figures import LossHistory
-from lit_linreg.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
-from lit_linreg.report import lowest_l1_loss
+from lit_linreg.callbacks.figures import LossHistory
+from lit_linreg.analysis.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
+from lit_linreg.analysis.report import lowest_l1_loss
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
@@ -38,8 +38,8 @@ QUIET_RUN = [
     "false",
     "--trainer.enable_model_summary",
     "false",
-    "--checkpoint.save_top_k",
-    "0",
+    "--checkpoint.save_best",
+    "false",
     "--checkpoint.save_last",
     "false",
     "--table.every_n_epochs",
@@ -126,7 +126,7 @@ class Sweep:
 
     def train(self, lr: float, note: str = "") -> Run:
         """One run with ``model.lr = lr``, classified by its training loss."""
-        cli = self.build("--model.lr", repr(lr), "--trainer.callbacks+=lit_linreg.figures.LossHistory")
+        cli = self.build("--model.lr", repr(lr), "--trainer.callbacks+=lit_linreg.callbacks.figures.LossHistory")
         cli.trainer.fit(cli.model, cli.datamodule)
         history = next(c for c in cli.trainer.callbacks if isinstance(c, LossHistory))
         curves = {name.replace("_", " "): curve for name, curve in history.curves().items() if len(curve[0])}

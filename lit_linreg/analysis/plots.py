@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
-from lit_linreg.io import atomic_write
+from lit_linreg.storage.files import atomic_write
 
 DPI = 100
 LEGEND_INCHES = 0.45  # the strip under a single_axes figure that holds its legend

@@ -13,10 +13,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lit_linreg.csv_reader import is_number, read_columns, read_head
+from lit_linreg.datasets.csv_reader import is_number, read_columns, read_head
 from lit_linreg.data import RegressionDataModule
 from lit_linreg.errors import UserError, require
-from lit_linreg.io import write_csv
+from lit_linreg.storage.files import write_csv
 
 
 class CSVRegressionData(RegressionDataModule):
@@ -59,7 +59,7 @@ class CSVRegressionData(RegressionDataModule):
         require(len(features) > 0, f"{csv_path} has no numeric feature column besides the target {target!r}")
         require(target not in features, f"data.features must not include the target column {target!r}")
         require(len(set(features)) == len(features), f"data.features names a column twice: {features}")
-        self.feature_names, self.target = list(features), target
+        self._feature_names, self.target = list(features), target
         values = torch.from_numpy(read_columns(csv_path, header, [*features, target]))
         self.x, self.y = values[:, :-1].float(), values[:, -1:].float()
         try:
@@ -70,7 +70,11 @@ class CSVRegressionData(RegressionDataModule):
 
     @property
     def num_features(self) -> int:
-        return len(self.feature_names)
+        return len(self._feature_names)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self._feature_names
 
     def build_rows(self) -> tuple[Tensor, Tensor]:
         return self.x, self.y

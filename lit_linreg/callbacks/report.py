@@ -1,0 +1,86 @@
+"""The end-of-run report: the learned line beside the exact OLS and LAD optima (analysis/report.py builds it)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from lit_linreg.analysis.baselines import LinearFit
+from lit_linreg.analysis.report import build_report, format_console, format_markdown, report_table
+from lit_linreg.callbacks.checkpoints import RunCheckpoint
+from lit_linreg.console import echo
+from lit_linreg.data import RegressionDataModule
+from lit_linreg.task import as_task
+from lit_linreg.storage.files import atomic_write
+
+class BaselineReport(Callback):
+    """After ``fit`` and ``test``: the learned parameters beside the exact OLS and LAD fits of the training split.
+
+    LAD minimises the L1 loss the model trains on, so its training L1 is the lowest any linear model can reach; OLS
+    minimises the squared error. The callback prints a table, logs it to the loggers (``report`` text and
+    ``baseline/<model>_<split>_<metric>`` scalars) and writes ``report.json`` into the run's checkpoint directory,
+    atomically. It does its work on global rank zero once per run, nothing per epoch.
+    """
+
+    def __init__(self, filename: str = "report.json") -> None:
+        self.filename = filename
+        self.path: Path | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        checkpoint = trainer.checkpoint_callback
+        last = checkpoint.last_model_path if isinstance(checkpoint, RunCheckpoint) else ""
+        self._report(trainer, pl_module, "fit", last or None)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, pl_module, "test", trainer.ckpt_path)
+
+    def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, checkpoint: str | None) -> None:
+        datamodule, callback = trainer.datamodule, trainer.checkpoint_callback
+        # trainer.log_dir is a collective under DDP: every process asks before rank zero writes.
+        log_dir = trainer.log_dir
+        directory = Path(callback.dirpath if isinstance(callback, RunCheckpoint) and callback.dirpath else log_dir or ".")
+        if not trainer.is_global_zero or not isinstance(datamodule, RegressionDataModule) or not datamodule.splits:
+            return
+        task = as_task(pl_module)
+        truth = task.true_parameters()
+        report = {
+            "stage": stage,
+            "checkpoint": checkpoint,
+            "features": datamodule.feature_names,
+            **build_report(
+                LinearFit(*task.coefficients()), None if truth is None else LinearFit(*truth), datamodule.splits
+            ),
+        }
+        header, rows = report_table(report)
+        fitted, train = report["rows"]["baseline_fit"], report["rows"]["train"]
+        sample = "" if fitted == train else f" (every {math.ceil(train / fitted)}th of the {train:,})"
+        echo(
+            f"baselines: OLS and LAD fitted in float64 on {fitted:,} training rows{sample}; "
+            f"L1 = mean absolute error, the training loss"
+        )
+        echo(format_console(header, rows))
+        self._log(trainer, report, format_markdown(header, rows))
+        text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        self.path = atomic_write(directory / self.filename, lambda file: file.write(text.encode()))
+        echo(f"report: {self.path}")
+
+    @staticmethod
+    def _log(trainer: L.Trainer, report: dict[str, Any], markdown: str) -> None:
+        scalars = {
+            f"baseline/{name}_{split}_{metric}": value
+            for name, model in report["models"].items()
+            if model is not None
+            for split in ("train", "test")
+            for metric, value in model[split].items()
+            if value is not None
+        }
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_text"):
+                experiment.add_text("report", markdown, trainer.global_step)
+            logger.log_metrics(scalars, step=trainer.global_step)

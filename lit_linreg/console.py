@@ -1,0 +1,27 @@
+"""Console output: lines that never tear a progress bar, and numbers formatted the tutorial's way."""
+
+from __future__ import annotations
+
+import sys
+
+from torch import Tensor
+from tqdm import tqdm
+
+def echo(message: str) -> None:
+    """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
+
+def fixed_width(value: float, width: int, decimals: int) -> str:
+    """``value`` right-aligned in ``width`` characters with ``decimals`` decimals, or in scientific notation when the
+    fixed form would not fit (a diverging run's 1e30), so a table stays aligned whatever it holds."""
+    text = f"{value:{width}.{decimals}f}"
+    if len(text) <= width:
+        return text
+    return f"{value:{width}.{max(1, width - 7)}e}"  # sign, digit, point, e, sign and 2-3 exponent digits
+
+
+def format_weight(weight: Tensor) -> str:
+    """A weight with 4 decimals (6 characters), or a list of them for several features."""
+    values = [fixed_width(w, 6, 4) for w in weight.reshape(-1).tolist()]
+    return values[0] if len(values) == 1 else "[" + ", ".join(values) + "]"

@@ -1,0 +1,1 @@
+"""Data sources beyond the tutorial's synthetic line."""
