@@ -4,8 +4,8 @@ data (``SyntheticRegressionData``) -> models (``ManualLinearRegression``, ``Line
 (``LinearRegressionTask``) -> cli (``lit-linreg fit|validate|test|predict``).
 """
 
-from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
+from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.errors import UserError
 from lit_linreg.models import LinearRegression, ManualLinearRegression, build_model
 from lit_linreg.task import LinearRegressionTask

@@ -26,13 +26,13 @@ from lit_linreg.callbacks import (
     GracefulInterrupt,
     PredictionWriter,
     RunCheckpoint,
-    find_checkpoint,
 )
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
 from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
+from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
 from lit_linreg.task import LinearRegressionTask
 
@@ -70,6 +70,7 @@ class LitLinregCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EpochTable, "table")
         parser.add_lightning_class_args(FigureWriter, "figures")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.set_defaults({"data": {"class_path": f"{SyntheticRegressionData.__module__}.SyntheticRegressionData"}})
         for target, compute in LINKED_FROM_DATA.items():
             parser.link_arguments("data", f"model.{target}", compute_fn=compute, apply_on="instantiate")
@@ -93,7 +94,8 @@ class LitLinregCLI(LightningCLI):
         elif cfg.get("config"):
             name = Path(str(cfg.config[-1])).stem
         elif cfg.get("ckpt_path") and cfg.ckpt_path not in CHECKPOINT_ALIASES:
-            name = Path(cfg.ckpt_path).resolve().parent.name
+            folder = Path(cfg.ckpt_path).resolve().parent
+            name = folder.parent.name if runs.version_of(folder) is not None else folder.name
         else:
             name = "default"
         require(
@@ -103,13 +105,28 @@ class LitLinregCLI(LightningCLI):
         return name
 
     @property
-    def checkpoint_dir(self) -> Path:
-        dirpath = self._subcommand_config().checkpoint.dirpath
-        return Path(dirpath) if dirpath else self.root_dir / "checkpoints" / self.run_name
+    def run_dir(self) -> Path:
+        """``checkpoints/<run>/``: the run's checkpoint folders, one ``version_N`` per fit."""
+        return self.root_dir / "checkpoints" / self.run_name
+
+    @property
+    def log_root(self) -> Path:
+        return self.root_dir / "lightning_logs"
 
     def before_instantiate_classes(self) -> None:
         cfg = self._subcommand_config()
-        cfg.checkpoint.dirpath = str(self.checkpoint_dir.resolve())
+        if self.subcommand == "fit" and not cfg.checkpoint.dirpath:
+            resumed = Path(cfg.ckpt_path).resolve().parent if cfg.ckpt_path else None
+            if (
+                resumed is not None
+                and resumed.parent == self.run_dir.resolve()
+                and runs.version_of(resumed) is not None
+            ):
+                self.version, folder = runs.version_of(resumed), resumed  # a resume continues in its own folder
+            else:
+                self.version, folder = runs.claim_version(self.run_dir, self.log_root / self.run_name)
+            self.run_lock = runs.lock(folder)  # held until this process ends
+            cfg.checkpoint.dirpath = str(folder.resolve())
         if self.requested_model is not None:
             # Lightning re-applies the hyperparameters of --ckpt_path over the parsed model (explicit arguments
             # included); the model as parse_arguments built it has them first and explicit arguments over them.
@@ -118,12 +135,12 @@ class LitLinregCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any):
         cfg = self._subcommand_config()
         if cfg.trainer.logger in (None, True):
-            kwargs["logger"] = TensorBoardLogger(save_dir=str(self.root_dir / "lightning_logs"), name=self.run_name)
+            kwargs["logger"] = TensorBoardLogger(save_dir=str(self.log_root), name=self.run_name, version=self.version)
         trainer_init = self._subcommand_config(self.config_init).trainer
         kwargs["plugins"] = [*_as_list(trainer_init.get("plugins")), AtomicCheckpointIO()]
         # Every callback costs a dispatch on every hook of every epoch: add each only where it does something.
         stage_callbacks = {
-            "fit": [DivergenceGuard(), self.interrupt, BaselineReport()],
+            "fit": [self.interrupt, BaselineReport()],
             "test": [BaselineReport()],
             "predict": [PredictionWriter()],
         }
@@ -151,6 +168,7 @@ class LitLinregCLI(LightningCLI):
         """
         self.checkpoint_hparams: dict[str, Any] | None = None
         self.requested_model: Namespace | None = None
+        self.version: int | None = None  # the fit's version_N (None: the logger picks the next one)
         if isinstance(args, (dict, Namespace)):
             self.config = parser.parse_object(args)
             return
@@ -165,9 +183,14 @@ class LitLinregCLI(LightningCLI):
         self.config = parser.parse_args(argv)
         path = self._subcommand_config().get("ckpt_path")
         if path in CHECKPOINT_ALIASES:
-            path = find_checkpoint(self.checkpoint_dir, path, fitting=self.config.get("subcommand") == "fit")
+            alias = path
+            path = runs.find_checkpoint(self.run_dir, alias, fitting=self.config.get("subcommand") == "fit")
             if path is None:
-                _print(f"no {self.checkpoint_dir / 'last.ckpt'} yet: starting from scratch")
+                _print(
+                    f"--ckpt_path last: run '{self.run_name}' has no checkpoint yet, so this fit starts from scratch"
+                )
+            else:
+                _print(f"--ckpt_path {alias}: {path}")
         if path and path != injected:  # an alias, or a checkpoint named in a config file
             argv = self._with_checkpoint(argv, path)
             self.config = parser.parse_args(argv)
@@ -239,7 +262,7 @@ class LitLinregCLI(LightningCLI):
         _print(
             f"lit-linreg {self.subcommand}: run '{self.run_name}' on {trainer.accelerator.__class__.__name__} "
             f"({', '.join(str(d) for d in devices)}; {trainer.strategy.__class__.__name__}) | "
-            f"checkpoints: {self.checkpoint_dir} | logs: {logs}"
+            f"checkpoints: {self._subcommand_config().checkpoint.dirpath or '-'} | logs: {logs}"
         )
 
     def after_fit(self) -> None:
@@ -249,8 +272,9 @@ class LitLinregCLI(LightningCLI):
             _print(f"checkpoints: last {last} | best {checkpoint.best_model_path or '-'}")
         if self.interrupt.stopped_after_epoch is not None:
             raise Interrupted(
-                f"interrupted: stopped after epoch {self.interrupt.stopped_after_epoch} and saved "
-                f"{last}; resume with the same command plus --ckpt_path last"
+                f"interrupted by {self.interrupt.signal_name}: stopped after epoch {self.interrupt.stopped_after_epoch} "
+                f"and saved {last}; resume with the same command plus --ckpt_path last",
+                exit_code=self.interrupt.exit_code,
             )
 
     before_fit = before_validate = before_test = before_predict = _announce

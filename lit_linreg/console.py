@@ -7,10 +7,12 @@ import sys
 from torch import Tensor
 from tqdm import tqdm
 
+
 def echo(message: str) -> None:
     """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
+
 
 def fixed_width(value: float, width: int, decimals: int) -> str:
     """``value`` right-aligned in ``width`` characters with ``decimals`` decimals, or in scientific notation when the

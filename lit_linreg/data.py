@@ -7,7 +7,7 @@ holds what every data source shares: the train/val/test split, device placement,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import lightning as L
@@ -28,6 +28,7 @@ class EpochSampler:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
 
 class TensorBatches:
     """Batches sliced from tensors that already live on the training device.

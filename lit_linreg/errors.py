@@ -23,9 +23,11 @@ class UserError(ValueError):
 
 
 class Interrupted(UserError):
-    """The run was stopped by Ctrl-C (exit status 130, the shell's convention for SIGINT)."""
+    """The run was stopped by a signal: exit status 128 + its number (130 for Ctrl-C, 143 for SIGTERM)."""
 
-    exit_code = 130
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def require(condition: bool, message: str) -> None:

@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY, load_checkpoint_file
+from lit_linreg.analysis.metrics import RegressionMetrics
 from lit_linreg.data import RegressionDataModule
 from lit_linreg.errors import require
 from lit_linreg.models import VARIANTS, Variant, build_model
+from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY, load_checkpoint_file
 
 
 class LinearRegressionTask(L.LightningModule):
@@ -54,10 +54,9 @@ class LinearRegressionTask(L.LightningModule):
             self.register_buffer("feature_mean", torch.zeros(in_features))
             self.register_buffer("feature_std", torch.ones(in_features))
         self.model = build_model(variant, in_features)
-        metrics = MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})
-        self.train_metrics = metrics.clone(prefix="train_")
-        self.val_metrics = metrics.clone(prefix="val_")
-        self.test_metrics = metrics.clone(prefix="test_")
+        self.train_metrics = RegressionMetrics(prefix="train_")
+        self.val_metrics = RegressionMetrics(prefix="val_")
+        self.test_metrics = RegressionMetrics(prefix="test_")
         self._truth: Tensor | None = None  # true (weight..., bias), cached at fit start
         self._validated_at_step = -1
         self._checkpoint_lr: float | None = None  # the lr of the checkpoint a fit resumes from
@@ -158,8 +157,8 @@ class LinearRegressionTask(L.LightningModule):
     # Epoch-level reporting. A stage's metrics restart at its epoch start, so they are complete from its last batch
     # on, whichever hook reads them; ``self.log`` (about 0.3 ms per key and call) carries only the two losses, for the
     # checkpoint monitor and the progress bar, and the rest goes to the loggers in one ``log_metrics`` call per epoch.
-    def stage_metrics(self, stage: str) -> MetricCollection:
-        """The torchmetrics collection (MAE, MSE, R²) of ``stage``: train, val or test."""
+    def stage_metrics(self, stage: str) -> RegressionMetrics:
+        """The torchmetrics metric (MAE, MSE, R²) of ``stage``: train, val or test."""
         metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}
         require(stage in metrics, f"stage must be train, val or test, got {stage!r}")
         return metrics[stage]
@@ -168,9 +167,13 @@ class LinearRegressionTask(L.LightningModule):
         """The current epoch's ``{stage}_loss`` (the L1 loss over all its rows) and ``{stage}_mae/_mse/_r2``.
 
         Complete once the stage's last batch has run (e.g. in any ``on_train_epoch_end``, ``on_validation_end``);
-        computed once per epoch (torchmetrics caches it), which under DDP is a collective: call it on every rank.
+        empty while the stage has seen no batch this epoch (an epoch resumed at its end). Computed once per epoch
+        (torchmetrics caches it), which under DDP is a collective: call it on every rank.
         """
-        computed = self.stage_metrics(stage).compute()
+        metrics = self.stage_metrics(stage)
+        if not metrics.update_called:
+            return {}
+        computed = metrics.compute()
         return {f"{stage}_loss": computed[f"{stage}_mae"], **computed}
 
     def on_train_epoch_start(self) -> None:
@@ -186,6 +189,8 @@ class LinearRegressionTask(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         values = self.epoch_metrics("val")
+        if not values:
+            return
         if self.trainer.state.fn == TrainerFn.FITTING:
             self.log("val_loss", values["val_loss"], prog_bar=True, sync_dist=True)  # what the checkpoint monitors
             self._validated_at_step = self.global_step
@@ -197,6 +202,8 @@ class LinearRegressionTask(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         train = self.epoch_metrics("train")
+        if not train:
+            return
         self.log("train_loss", train["train_loss"], prog_bar=True, sync_dist=True)
         if not self.loggers:
             return

@@ -66,7 +66,7 @@ def fit_real_checkpoint(root: Path, *args: str) -> Path:
         root,
         *args,
     )
-    return next(root.glob("checkpoints/*/last.ckpt"))
+    return next(root.glob("checkpoints/*/version_*/last.ckpt"))
 
 
 def write_code_running_checkpoint(path: Path, marker: Path) -> Path:

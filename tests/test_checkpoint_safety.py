@@ -33,7 +33,11 @@ COMMANDS = [["predict"], ["test"], ["validate"], ["fit", "--trainer.max_epochs",
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("checkpoints")
     paths = write_bad_checkpoints(fit_real_checkpoint(root / "real"), root / "bad", root / "code_ran")
-    return {**paths, "real": next((root / "real").glob("checkpoints/*/last.ckpt")), "marker": root / "code_ran"}
+    return {
+        **paths,
+        "real": next((root / "real").glob("checkpoints/*/version_*/last.ckpt")),
+        "marker": root / "code_ran",
+    }
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -50,7 +54,7 @@ def test_code_running_checkpoints_are_refused_by_every_entry_point(name: str, fi
     for command, *options in COMMANDS:
         assert UNTRUSTED in error_line(capsys, command, "--ckpt_path", files[name], *options)
     # The same file as checkpoints/<run>/last.ckpt, reached through the aliases.
-    last = Path("checkpoints/evil/last.ckpt")
+    last = Path("checkpoints/evil/version_0/last.ckpt")
     last.parent.mkdir(parents=True)
     last.write_bytes(files[name].read_bytes())
     assert UNTRUSTED in error_line(capsys, "fit", "--run_name", "evil", "--ckpt_path", "last")
@@ -60,7 +64,7 @@ def test_code_running_checkpoints_are_refused_by_every_entry_point(name: str, fi
 
 def test_missing_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert "checkpoint nowhere.ckpt does not exist" in error_line(capsys, "predict", "--ckpt_path", "nowhere.ckpt")
-    assert "there is no checkpoints/base/last.ckpt" in error_line(
+    assert "there is no checkpoints/base/version_*/last.ckpt" in error_line(
         capsys, "test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last"
     )
 

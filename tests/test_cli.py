@@ -31,7 +31,7 @@ def test_fit_test_predict_round_trip_in_a_fresh_process(capsys: pytest.CaptureFi
     assert "test_loss" in capsys.readouterr().out
 
     # A fresh process, no --config: the checkpoint alone rebuilds the manual variant and its data.
-    result = run_subprocess("predict", "--ckpt_path", "checkpoints/base/last.ckpt")
+    result = run_subprocess("predict", "--ckpt_path", "checkpoints/base/version_0/last.ckpt")
     path = Path(result.stdout.split("predictions: ")[1].split(" (")[0])
     assert path.parent.parent == Path("lightning_logs/base")  # the run's name comes from the checkpoint's folder
     rows = read_csv(path)
@@ -45,12 +45,15 @@ def test_fit_test_predict_round_trip_in_a_fresh_process(capsys: pytest.CaptureFi
         "w, b = t.coefficients(); print(t.hparams.variant, round(w.item(), 4), round(b.item(), 4))"
     )
     loaded = subprocess.run(
-        [sys.executable, "-c", script, "checkpoints/base/last.ckpt"], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, "checkpoints/base/version_0/last.ckpt"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert loaded.stdout.split() == ["manual", "0.6954", "0.2998"]
 
     # The tutorial's allclose check: predictions after reload equal the in-memory model's.
-    task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
+    task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/version_0/last.ckpt")
     x = torch.tensor([[r["x"]] for r in rows])
     in_memory = task(x)[:, 0]
     assert torch.allclose(in_memory, torch.tensor([r["y_pred"] for r in rows]))
@@ -62,7 +65,7 @@ def test_fit_test_predict_round_trip_in_a_fresh_process(capsys: pytest.CaptureFi
 def test_predict_given_x_values(capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", "--config", CONFIGS / "linear.yaml", *QUICK)
     capsys.readouterr()
-    run("predict", "--ckpt_path", "checkpoints/linear/last.ckpt", "--data.predict_x", "[0.5, 2.0]")
+    run("predict", "--ckpt_path", "checkpoints/linear/version_0/last.ckpt", "--data.predict_x", "[0.5, 2.0]")
     out = capsys.readouterr().out
     rows = read_csv(Path(out.split("predictions: ")[1].split(" (")[0]))
     assert [r["x"] for r in rows] == [0.5, 2.0]
@@ -81,37 +84,48 @@ def test_checkpoints_are_per_run_and_last_is_never_stale() -> None:
         "--checkpoint.every_n_epochs",
         "1",
     )
-    base_dir = Path("checkpoints/base")
+    base_dir = Path("checkpoints/base/version_0")
     base_files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in base_dir.iterdir()}
-    last = torch.load("checkpoints/base/last.ckpt", weights_only=True)
+    last = torch.load("checkpoints/base/version_0/last.ckpt", weights_only=True)
     # val_loss stops improving around epoch 350; last.ckpt still holds the final epoch.
     assert (last["epoch"], last["global_step"]) == (436, 437)
     assert any(name.startswith("best-epoch=") for name in base_files)
 
     run("fit", "--config", CONFIGS / "linear.yaml", *QUICK)
-    assert {p.name for p in Path("checkpoints/linear").iterdir()} >= {"last.ckpt"}
+    assert {p.name for p in Path("checkpoints/linear/version_0").iterdir()} >= {"last.ckpt"}
     assert base_files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in base_dir.iterdir()}
 
 
 def test_a_best_checkpoint_saved_at_the_end_is_named_after_the_last_epoch() -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "30", "--table.every_n_epochs", "0")
-    names = sorted(p.name for p in Path("checkpoints/base").glob("*.ckpt"))  # val_loss falls every epoch here
+    names = sorted(p.name for p in Path("checkpoints/base/version_0").glob("*.ckpt"))  # val_loss falls every epoch
     assert len(names) == 2 and names[0].startswith("best-epoch=29-val_loss=") and names[1] == "last.ckpt"
 
 
-def test_resume_from_last_matches_an_uninterrupted_run(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_resume_from_last_matches_an_uninterrupted_run(capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "300")
-    assert "holds checkpoints of an earlier run" not in caplog.text
+    first = Path("checkpoints/base/version_0")
     run("fit", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
-    assert "holds checkpoints of an earlier run" not in caplog.text  # resuming: its own files are expected there
-    rows = table_rows(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert f"--ckpt_path last: {first / 'last.ckpt'}" in out  # the output names the file it resolved to
+    rows = table_rows(out)
     assert rows[-1] == (450, "0.001977", "0.002469", "0.6974", "0.3048")
-    task = LinearRegressionTask.load_from_checkpoint("checkpoints/base/last.ckpt")
+    assert sorted(p.name for p in Path("checkpoints/base").iterdir()) == ["version_0"]  # it continued in its folder
+    task = LinearRegressionTask.load_from_checkpoint(first / "last.ckpt")
     assert [round(p.item(), 4) for p in task.model.coefficients()] == [0.6954, 0.2998]
-    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "1")
-    assert "holds checkpoints of an earlier run: this fit overwrites its last.ckpt and" in caplog.text
+
+
+def test_a_new_fit_never_touches_an_earlier_fits_files(capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "60", "--table.every_n_epochs", "0")
+    first = Path("checkpoints/base/version_0")
+    before = {p: p.read_bytes() for p in first.iterdir()}
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "1", "--table.every_n_epochs", "0")
+    assert before == {p: p.read_bytes() for p in first.iterdir()}
+    assert {p.name for p in Path("checkpoints/base/version_1").iterdir()} >= {"last.ckpt", "report.json"}
+    assert Path("lightning_logs/base/version_1").is_dir()
+    capsys.readouterr()
+    run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "best")  # the newest fit's best
+    assert "--ckpt_path best: " + str(Path("checkpoints/base/version_1").resolve()) in capsys.readouterr().out
 
 
 def test_tensorboard_scalars_hparams_and_config() -> None:
@@ -137,8 +151,8 @@ def test_print_config_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert config["model"]["lr"] == 0.02 and config["data"]["class_path"].endswith("SyntheticRegressionData")
     (tmp_path / "printed.yaml").write_text(printed)
     run("fit", "--config", tmp_path / "printed.yaml", *QUICK)
-    assert Path("checkpoints/printed/last.ckpt").is_file()
-    assert LinearRegressionTask.load_from_checkpoint("checkpoints/printed/last.ckpt").hparams.lr == 0.02
+    assert Path("checkpoints/printed/version_0/last.ckpt").is_file()
+    assert LinearRegressionTask.load_from_checkpoint("checkpoints/printed/version_0/last.ckpt").hparams.lr == 0.02
 
 
 @pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["predict", "--help"]])
@@ -165,6 +179,6 @@ def test_an_lr_given_on_resume_replaces_the_checkpoints() -> None:
         "--model.lr",
         "0.5",
     )
-    checkpoint = torch.load("checkpoints/base/last.ckpt", weights_only=True)
+    checkpoint = torch.load("checkpoints/base/version_0/last.ckpt", weights_only=True)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
     assert checkpoint["hyper_parameters"]["lr"] == 0.5

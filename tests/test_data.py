@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_linreg.data import TensorBatches
-from lit_linreg.data import SyntheticRegressionData
+from lit_linreg.data import SyntheticRegressionData, TensorBatches
 from lit_linreg.errors import UserError
 
 

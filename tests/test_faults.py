@@ -110,14 +110,14 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path:
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL
-    saved_epoch = torch.load("checkpoints/resume/last.ckpt", weights_only=True)["epoch"]
+    saved_epoch = torch.load("checkpoints/resume/version_0/last.ckpt", weights_only=True)["epoch"]
     assert 2 <= saved_epoch < 7
 
     capsys.readouterr()
     run(*RESUMABLE, "--run_name", "resume", "--ckpt_path", "last")
     assert table_rows(capsys.readouterr().out)[0][0] == saved_epoch + 1  # it resumed, it did not start again
     resumed, uninterrupted = (
-        torch.load(f"checkpoints/{name}/last.ckpt", weights_only=True) for name in ("resume", "uninterrupted")
+        torch.load(f"checkpoints/{name}/version_0/last.ckpt", weights_only=True) for name in ("resume", "uninterrupted")
     )
     assert resumed["epoch"] == uninterrupted["epoch"] == 7
     assert resumed["state_dict"].keys() == uninterrupted["state_dict"].keys()
@@ -126,7 +126,7 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path:
 
 def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     fit = ("fit", "--config", CONFIGS / "base.yaml", "--checkpoint.every_n_epochs", "1", "--table.every_n_epochs", "0")
-    last = Path("checkpoints/base/last.ckpt").resolve()
+    last = Path("checkpoints/base/version_0/last.ckpt").resolve()
     line = error_line(capsys, *fit, "--model.lr", "1e37")  # finite after epoch 0, the loss overflows in epoch 1
     assert (
         f"training diverged at epoch 1: the training loss became inf with model.lr=1e+37; use a smaller "
@@ -146,4 +146,4 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pyt
 def test_accelerator_auto_always_works(capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.accelerator", "auto", "--trainer.max_epochs", "2")
     assert "lit-linreg fit: run 'base' on " in capsys.readouterr().out
-    assert Path("checkpoints/base/last.ckpt").is_file()
+    assert Path("checkpoints/base/version_0/last.ckpt").is_file()

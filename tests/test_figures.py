@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import lit_linreg.callbacks.figures
-from lit_linreg.cli import LitLinregCLI
 from lit_linreg.callbacks.figures import FigureWriter
+from lit_linreg.cli import LitLinregCLI
 
 from .helpers import CONFIGS, run
 
@@ -79,7 +79,7 @@ def test_test_and_predict_write_their_figures(drawn: dict[str, Figure], capsys: 
     assert "evaluated model" in drawn["3_predictions_after_training"].axes[0].get_title()
 
     capsys.readouterr()
-    run("predict", "--ckpt_path", "checkpoints/base/last.ckpt", "--data.predict_x", "[0.5, 2.0]")
+    run("predict", "--ckpt_path", "checkpoints/base/version_0/last.ckpt", "--data.predict_x", "[0.5, 2.0]")
     out = capsys.readouterr().out
     csv_path = Path(out.split("predictions: ")[1].split(" (")[0])
     assert (csv_path.parent / "5_predictions.png").is_file()  # beside predictions.csv
@@ -120,7 +120,7 @@ def test_several_features_and_a_val_split(drawn: dict[str, Figure]) -> None:
     assert data.axes[0].get_title().startswith("The data: 80 train, 10 val and 10 test rows\n")
     assert list(points(data)) == ["train data", "val data", "test data"]
     (ax,) = drawn["3_predictions_after_training"].axes
-    assert ax.get_xlabel() == "x[0] (the first of 3 features)"  # plotted against the first feature
+    assert ax.get_xlabel() == "x0 (the first of 3 features)"  # plotted against the first feature
     assert ax.get_title().splitlines()[2] == "true w=[0.7000, -0.2000, 0.1000], b=0.3000"
     assert len(points(drawn["3_predictions_after_training"])["predictions"]) == 10
 

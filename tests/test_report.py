@@ -28,8 +28,8 @@ def test_tutorial_report_all_three_agree(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "baselines: OLS and LAD fitted in float64 on 40 training rows" in out
     assert "learned | 0.6954 | 0.2998 | 0.001977 |" in out and "LAD     | 0.7000 | 0.3000 | 0.000000 |" in out
-    report = json.loads(Path("checkpoints/base/report.json").read_text())
-    assert report["stage"] == "fit" and report["checkpoint"].endswith("checkpoints/base/last.ckpt")
+    report = json.loads(Path("checkpoints/base/version_0/report.json").read_text())
+    assert report["stage"] == "fit" and report["checkpoint"].endswith("checkpoints/base/version_0/last.ckpt")
     assert report["rows"] == {"train": 40, "test": 10, "baseline_fit": 40}
     models = report["models"]
     assert set(models) == {"learned", "true", "ols", "lad"}
@@ -48,7 +48,7 @@ def test_tutorial_report_all_three_agree(capsys: pytest.CaptureFixture[str]) -> 
 def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str]) -> None:
     run("make-data")
     run("fit", "--config", CONFIGS / "csv_example.yaml", "--trainer.max_epochs", "150", "--table.every_n_epochs", "0")
-    report = json.loads(Path("checkpoints/csv_example/report.json").read_text())
+    report = json.loads(Path("checkpoints/csv_example/version_0/report.json").read_text())
     assert report["features"] == ["x1", "x2", "x3"] and report["models"]["true"] is None
     assert report["rows"] == {"train": 800, "test": 100, "baseline_fit": 800}
     learned, ols, lad = (parameters(report["models"][name]) for name in ("learned", "ols", "lad"))
@@ -57,14 +57,19 @@ def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str])
     train_l1 = {name: model["train"]["mae"] for name, model in report["models"].items() if model}
     assert train_l1["lad"] <= train_l1["learned"] < train_l1["ols"]
 
+    fitted = Path("checkpoints/csv_example/version_0/report.json").read_bytes()
+    capsys.readouterr()
     run("test", "--config", CONFIGS / "csv_example.yaml", "--ckpt_path", "best")
-    tested = json.loads(Path("checkpoints/csv_example/report.json").read_text())
+    written = capsys.readouterr().out.split("report: ")[1].split()[0]
+    assert Path(written).resolve().parent.parent == Path("lightning_logs/csv_example").resolve()  # by its logs
+    assert Path("checkpoints/csv_example/version_0/report.json").read_bytes() == fitted  # the fit's is untouched
+    tested = json.loads(Path(written).read_text())
     assert tested["stage"] == "test" and Path(tested["checkpoint"]).name.startswith("best-")
     assert tested["models"]["lad"] == report["models"]["lad"]
     capsys.readouterr()
 
     # The standardisation statistics in the checkpoint are the training split's.
-    task = LinearRegressionTask.load_from_checkpoint("checkpoints/csv_example/last.ckpt")
+    task = LinearRegressionTask.load_from_checkpoint("checkpoints/csv_example/version_0/last.ckpt")
     data = CSVRegressionData("data/example.csv", target="y", train_split=0.8, val_split=0.1, split="random")
     data.setup("fit")
     train = data.splits["train"][0].double()
@@ -75,7 +80,7 @@ def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str])
     result = run_subprocess(
         "predict",
         "--ckpt_path",
-        "checkpoints/csv_example/last.ckpt",
+        "checkpoints/csv_example/version_0/last.ckpt",
         "--data.predict_csv",
         "data/new_rows.csv",
         "--trainer.enable_progress_bar",

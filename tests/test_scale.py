@@ -32,8 +32,8 @@ def test_ddp_on_two_cpu_processes_equals_one_process() -> None:
         "cpu",
         timeout=600,
     )
-    single = LinearRegressionTask.load_from_checkpoint("checkpoints/single/last.ckpt").state_dict()
-    ddp = LinearRegressionTask.load_from_checkpoint("checkpoints/ddp/last.ckpt").state_dict()
+    single = LinearRegressionTask.load_from_checkpoint("checkpoints/single/version_0/last.ckpt").state_dict()
+    ddp = LinearRegressionTask.load_from_checkpoint("checkpoints/ddp/version_0/last.ckpt").state_dict()
     assert single.keys() == ddp.keys()
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=1e-6)
@@ -52,5 +52,5 @@ def test_large_config_converges_when_shrunk() -> None:
         "--trainer.max_epochs",
         "2",
     )
-    weight, bias = LinearRegressionTask.load_from_checkpoint("checkpoints/large/last.ckpt").coefficients()
+    weight, bias = LinearRegressionTask.load_from_checkpoint("checkpoints/large/version_0/last.ckpt").coefficients()
     assert abs(weight.item() - 0.7) < 0.01 and abs(bias.item() - 0.3) < 0.01

@@ -19,7 +19,7 @@ def test_base_yaml_reproduces_the_tutorial(capsys: pytest.CaptureFixture[str]) -
     assert "final (epoch 499): weight 0.6954, bias 0.2998 | true: weight 0.7000, bias 0.3000" in output
     assert "on CPUAccelerator" in output  # the chosen accelerator is printed
 
-    task = LinearRegressionTask.load_from_checkpoint(Path("checkpoints/base/last.ckpt"))
+    task = LinearRegressionTask.load_from_checkpoint(Path("checkpoints/base/version_0/last.ckpt"))
     assert task.hparams.variant == "manual"
     state = task.model.state_dict()
     assert {k: round(v.item(), 4) for k, v in state.items()} == TUTORIAL_LOADED
@@ -62,7 +62,7 @@ def test_both_variants_converge_to_the_true_line(variant: str, lr: float, epochs
         "--run_name",
         variant,
     )
-    task = LinearRegressionTask.load_from_checkpoint(f"checkpoints/{variant}/last.ckpt")
+    task = LinearRegressionTask.load_from_checkpoint(f"checkpoints/{variant}/version_0/last.ckpt")
     weight, bias = task.model.coefficients()
     assert abs(weight.item() - 0.7) < 0.01 and abs(bias.item() - 0.3) < 0.01
 
@@ -89,6 +89,6 @@ def test_minibatches_with_noise_converge(capsys: pytest.CaptureFixture[str]) -> 
         "--seed_everything",
         0,
     )
-    task = LinearRegressionTask.load_from_checkpoint("checkpoints/default/last.ckpt")
+    task = LinearRegressionTask.load_from_checkpoint("checkpoints/default/version_0/last.ckpt")
     weight, bias = task.model.coefficients()
     assert abs(weight.item() - 0.7) < 0.02 and abs(bias.item() - 0.3) < 0.02

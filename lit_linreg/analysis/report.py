@@ -5,19 +5,18 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from lit_linreg.analysis.baselines import LinearFit, least_absolute_deviations, ordinary_least_squares, regression_errors
-from lit_linreg.console import echo, format_weight
-from lit_linreg.storage.files import atomic_write
+from lit_linreg.analysis.baselines import (
+    LinearFit,
+    least_absolute_deviations,
+    ordinary_least_squares,
+    regression_errors,
+)
+from lit_linreg.console import format_weight
 
 MAX_BASELINE_ROWS = 200_000  # larger training splits: OLS and LAD are fitted on evenly spaced rows, at most this many
 MODEL_LABELS = {"learned": "learned", "true": "true", "ols": "OLS", "lad": "LAD"}

@@ -1,6 +1,6 @@
 """Callbacks: what a run prints, saves and draws around the training loop, each usable with a plain ``Trainer``."""
 
-from lit_linreg.callbacks.checkpoints import RunCheckpoint, find_checkpoint
+from lit_linreg.callbacks.checkpoints import RunCheckpoint
 from lit_linreg.callbacks.figures import FigureWriter
 from lit_linreg.callbacks.guards import DivergenceGuard, GracefulInterrupt
 from lit_linreg.callbacks.predictions import PredictionWriter
@@ -15,5 +15,4 @@ __all__ = [
     "GracefulInterrupt",
     "RunCheckpoint",
     "PredictionWriter",
-    "find_checkpoint",
 ]

@@ -8,7 +8,6 @@ its ``last.ckpt`` silently goes stale; here ``last`` and ``best`` are decided se
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,9 +16,6 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_linreg.errors import require
-from lit_linreg.storage.checkpoints import load_checkpoint_file
-
-BEST_PATTERN = re.compile(r"^best-epoch=(\d+)-.*\.ckpt$")
 
 
 class RunCheckpoint(Checkpoint):
@@ -67,7 +63,7 @@ class RunCheckpoint(Checkpoint):
         return f"{type(self).__name__}[{self.monitor}]"
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.dirpath is None:
+        if stage == "fit" and self.dirpath is None:
             self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -105,7 +101,7 @@ class RunCheckpoint(Checkpoint):
             self._save_best(trainer, directory, epoch)
         if self.save_last:
             path = directory / "last.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
             self.last_model_path = str(path)
 
     def _save_best(self, trainer: L.Trainer, directory: Path, epoch: int) -> None:
@@ -118,23 +114,6 @@ class RunCheckpoint(Checkpoint):
         path = directory / f"best-epoch={epoch}-{self.monitor}={score:.6f}.ckpt"
         previous = self.best_model_path
         self.best_model_path, self.best_model_score = str(path), score  # saved inside the file itself too
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         if trainer.is_global_zero and previous and previous != str(path) and Path(previous).parent == directory:
             Path(previous).unlink(missing_ok=True)
-
-
-def find_checkpoint(directory: Path, alias: str, fitting: bool = False) -> str | None:
-    """The file that ``--ckpt_path last`` or ``--ckpt_path best`` names in a run's checkpoint ``directory``.
-
-    ``last`` without a ``last.ckpt`` is None when ``fitting`` (a fresh start) and an error otherwise; ``best`` is the
-    best checkpoint recorded in ``last.ckpt``.
-    """
-    last = directory / "last.ckpt"
-    if alias == "last":
-        require(last.is_file() or fitting, f"--ckpt_path last: there is no {last}; run fit first")
-        return str(last) if last.is_file() else None
-    require(last.is_file(), f"--ckpt_path best: there is no {last} to read the best checkpoint from; run fit first")
-    states = load_checkpoint_file(last).get("callbacks", {})
-    best = next((s.get("best_model_path") for k, s in states.items() if k.startswith(RunCheckpoint.__name__)), None)
-    require(bool(best) and Path(best).is_file(), f"--ckpt_path best: {last} names no existing best checkpoint")
-    return best

@@ -16,9 +16,6 @@ from lightning.pytorch.trainer.states import TrainerFn
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule
-from lit_linreg.task import as_task
 from lit_linreg.analysis.plots import (
     TITLE_CHARACTERS,
     LossPanel,
@@ -28,6 +25,9 @@ from lit_linreg.analysis.plots import (
     predictions_figure,
     save_png,
 )
+from lit_linreg.console import echo
+from lit_linreg.data import RegressionDataModule
+from lit_linreg.task import as_task
 
 MAX_POINTS = 2000  # per split and figure
 
@@ -46,7 +46,7 @@ class LossHistory(Callback):
         self._records = {key: ([], []) for key in self._records}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, "train_loss", as_task(pl_module).epoch_metrics("train")["train_loss"])
+        self._record(trainer, "train_loss", as_task(pl_module).epoch_metrics("train").get("train_loss"))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, and not at the train epoch end, so that epochs without validation add no stale value.

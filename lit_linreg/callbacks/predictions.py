@@ -13,6 +13,7 @@ from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule, default_feature_names
 from lit_linreg.storage.files import write_csv
 
+
 class PredictionWriter(Callback):
     """Writes ``predictions.csv`` into the run's log directory and prints its path.
 

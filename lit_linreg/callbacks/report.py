@@ -15,8 +15,9 @@ from lit_linreg.analysis.report import build_report, format_console, format_mark
 from lit_linreg.callbacks.checkpoints import RunCheckpoint
 from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule
-from lit_linreg.task import as_task
 from lit_linreg.storage.files import atomic_write
+from lit_linreg.task import as_task
+
 
 class BaselineReport(Callback):
     """After ``fit`` and ``test``: the learned parameters beside the exact OLS and LAD fits of the training split.
@@ -43,7 +44,8 @@ class BaselineReport(Callback):
         datamodule, callback = trainer.datamodule, trainer.checkpoint_callback
         # trainer.log_dir is a collective under DDP: every process asks before rank zero writes.
         log_dir = trainer.log_dir
-        directory = Path(callback.dirpath if isinstance(callback, RunCheckpoint) and callback.dirpath else log_dir or ".")
+        fit_dir = callback.dirpath if stage == "fit" and isinstance(callback, RunCheckpoint) else None
+        directory = Path(fit_dir or log_dir or trainer.default_root_dir)  # test: beside its logs, not in the fit's
         if not trainer.is_global_zero or not isinstance(datamodule, RegressionDataModule) or not datamodule.splits:
             return
         task = as_task(pl_module)

@@ -37,7 +37,7 @@ class EpochTable(Callback):
         if not self.every_n_epochs or epoch % self.every_n_epochs:
             return
         task = as_task(pl_module)
-        train_loss = task.epoch_metrics("train")["train_loss"]  # on every rank: a collective under DDP
+        train_loss = task.epoch_metrics("train").get("train_loss")  # on every rank: a collective under DDP
         if not trainer.is_global_zero:
             return
         if not self._header_printed:  # with the first row: whatever the run printed at its start comes before

@@ -14,7 +14,10 @@ from lit_linreg.errors import UserError
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.commands.sweep:main", "train once per learning rate, compare the runs"),
-    "make-data": ("lit_linreg.datasets.csv:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
+    "make-data": (
+        "lit_linreg.datasets.csv:make_data_main",
+        "write an example CSV (x1, x2, x3 -> y) and rows to predict",
+    ),
 }
 
 

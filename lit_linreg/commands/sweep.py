@@ -22,11 +22,11 @@ import numpy as np
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities.seed import isolate_rng
 
-from lit_linreg.cli import LitLinregCLI
-from lit_linreg.errors import require
-from lit_linreg.callbacks.figures import LossHistory
 from lit_linreg.analysis.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
 from lit_linreg.analysis.report import lowest_l1_loss
+from lit_linreg.callbacks.figures import LossHistory
+from lit_linreg.cli import LitLinregCLI
+from lit_linreg.errors import require
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
@@ -46,6 +46,8 @@ QUIET_RUN = [
     "0",
     "--figures.enabled",
     "false",
+    "--divergence.max_growth",
+    "null",  # the sweep reports divergence itself, as a status
 ]
 
 

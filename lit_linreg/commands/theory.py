@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_linreg.errors import require
 from lit_linreg.analysis.plots import gradient_figure, save_png
+from lit_linreg.errors import require
 
 
 def mse_loss(w: np.ndarray | float, x: float, target: float, bias: float) -> np.ndarray | float:

@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lit_linreg.datasets.csv_reader import is_number, read_columns, read_head
 from lit_linreg.data import RegressionDataModule
+from lit_linreg.datasets.csv_reader import is_number, read_columns, read_head
 from lit_linreg.errors import UserError, require
 from lit_linreg.storage.files import write_csv
 
