@@ -20,7 +20,11 @@ def fixed_width(value: float, width: int, decimals: int) -> str:
     text = f"{value:{width}.{decimals}f}"
     if len(text) <= width:
         return text
-    return f"{value:{width}.{max(1, width - 7)}e}"  # sign, digit, point, e, sign and 2-3 exponent digits
+    for digits in range(max(0, width - 6), -1, -1):  # as many significant digits as fit
+        text = f"{value:{width}.{digits}e}"
+        if len(text) <= width:
+            return text
+    return text  # -1e-300 in 6 characters: one character too wide, still readable
 
 
 def format_weight(weight: Tensor) -> str:

@@ -6,6 +6,7 @@ its ``exit_code``; any other exception is a programming error and keeps its trac
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 from argparse import ArgumentError
@@ -28,6 +29,10 @@ class Interrupted(UserError):
     def __init__(self, message: str, exit_code: int = 130) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# A full disk, an exceeded quota, a read-only file system or a folder without write permission: the user's to fix.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def require(condition: bool, message: str) -> None:
@@ -55,7 +60,11 @@ def as_user_error(error: BaseException, argv: Sequence[str] = ()) -> UserError |
     while cause is not None:
         if isinstance(cause, UserError):
             return cause
-        cause = cause.__cause__
+        if isinstance(cause, OSError) and cause.errno in STORAGE_ERRNOS:
+            from lit_linreg.storage.runs import storage_error
+
+            return storage_error(cause, cause.filename or "a file")
+        cause = cause.__cause__ or cause.__context__
     if isinstance(error, ArgumentError):
         message = str(error)
         yaml_error = _yaml_error(argv) if message.startswith("Problems parsing config") else None

@@ -1,4 +1,4 @@
-"""Faults: a kill mid-write, a kill mid-run, a diverging run, a missing accelerator."""
+"""Faults: kills mid-write and mid-run, SIGTERM, divergence, concurrent runs, full and read-only disks."""
 
 from __future__ import annotations
 
@@ -125,22 +125,206 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path:
 
 
 def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
-    fit = ("fit", "--config", CONFIGS / "base.yaml", "--checkpoint.every_n_epochs", "1", "--table.every_n_epochs", "0")
-    last = Path("checkpoints/base/version_0/last.ckpt").resolve()
-    line = error_line(capsys, *fit, "--model.lr", "1e37")  # finite after epoch 0, the loss overflows in epoch 1
+    # The README's order: a good run, then the divergence example, then a resume and a test of the good run.
+    fit = ("fit", "--config", CONFIGS / "base.yaml", "--table.every_n_epochs", "0")
+    run(*fit, "--trainer.max_epochs", "100")
+    good = Path("checkpoints/base/version_0")
+    before = {p: p.read_bytes() for p in good.iterdir()}
+    line = error_line(capsys, *fit, "--model.lr", "1e37", "--checkpoint.every_n_epochs", "1")
     assert (
-        f"training diverged at epoch 1: the training loss became inf with model.lr=1e+37; use a smaller "
-        f"learning rate, e.g. --model.lr 1e+36; last checkpoint before the divergence: {last}"
+        "training diverged at epoch 0: the validation loss grew to 1.347e+37, over 1000 times the first epoch's "
+        "training loss 0.3129 with model.lr=1e+37; use a smaller learning rate, e.g. --model.lr 0.005 (the "
+        "tutorial's), or compare rates with lit-linreg lr-sweep; last checkpoint before the divergence: none was "
+        "written yet"
     ) in line
-    good = torch.load(last, weights_only=True)
-    assert good["epoch"] == 0 and all(torch.isfinite(t).all() for t in good["state_dict"].values())
-    LinearRegressionTask.load_from_checkpoint(last)
+    assert not list(Path("checkpoints/base").glob("version_1/*.ckpt"))  # no checkpoint holds a diverged state
+    assert before == {p: p.read_bytes() for p in good.iterdir()}  # and the earlier run is untouched
+    capsys.readouterr()
+    run(*fit, "--trainer.max_epochs", "150", "--ckpt_path", "last")  # the suggestion works: resume the good run
+    assert f"--ckpt_path last: {good / 'last.ckpt'}" in capsys.readouterr().out
+    run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "best")
+    assert "test_loss" in capsys.readouterr().out
 
-    # Diverging in its first epoch, a rerun saves nothing: the earlier run's checkpoints stay as they were.
-    before = {p: p.read_bytes() for p in last.parent.iterdir()}
-    line = error_line(capsys, *fit, "--model.lr", "1e38")
-    assert "diverged at epoch 0: the validation loss became inf" in line and "none was written yet" in line
-    assert before == {p: p.read_bytes() for p in last.parent.iterdir()}
+
+def test_a_finite_blow_up_is_divergence_too(capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(capsys, "fit", "--config", CONFIGS / "linear.yaml", "--model.lr", "1e30", "--run_name", "big")
+    assert "training diverged at epoch 0: the validation loss grew to" in line
+    assert "over 1000 times the first epoch's training loss" in line and "--model.lr 0.01 (the tutorial's)" in line
+    assert not list(Path("checkpoints/big").rglob("*.ckpt"))
+
+
+def test_resuming_from_a_blown_up_checkpoint_says_the_checkpoint_is_bad(capsys: pytest.CaptureFixture[str]) -> None:
+    fit = ("fit", "--config", CONFIGS / "base.yaml", "--table.every_n_epochs", "0", "--trainer.max_epochs", "20")
+    run(*fit)
+    last = Path("checkpoints/base/version_0/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["state_dict"]["model.weights"].fill_(3.9e36)  # what an older lit-linreg could save: finite, useless
+    bad = Path("blown_up.ckpt")
+    torch.save(checkpoint, bad)
+    line = error_line(capsys, *fit[:-1], "40", "--ckpt_path", bad)
+    assert f"the first after resuming from {bad}" in line
+    assert "that checkpoint may itself hold a blown-up state" in line and "retrain without --ckpt_path" in line
+
+
+def test_a_loss_that_does_not_fall_gets_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--model.lr", "1e-9", "--trainer.max_epochs", "20")
+    out = capsys.readouterr().out
+    assert "warning: the training loss did not fall" in out and "model.lr=1e-09 is likely too small" in out
+
+
+def test_the_table_stays_readable_for_any_value(capsys: pytest.CaptureFixture[str]) -> None:
+    from lit_linreg.console import fixed_width, format_weight
+
+    assert fixed_width(0.312881, 10, 6) == "  0.312881"
+    assert len(fixed_width(5.0e28, 10, 6)) == 10 and fixed_width(5.0e28, 10, 6) == "5.0000e+28"
+    assert fixed_width(-3.9e36, 6, 4) == "-4e+36" and format_weight(torch.tensor([0.6954])) == "0.6954"
+    assert all(len(fixed_width(v, 10, 6)) == 10 for v in (1e300, -1e300, 123456.0, float("inf"), 0.0))
+    assert all(len(fixed_width(v, 6, 4)) == 6 for v in (1e30, -1e30, 12.5, -0.5, float("nan")))
+
+
+def test_sigterm_saves_at_the_epoch_boundary_and_the_resume_is_bit_identical(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "terminated.log"
+    args = RESUMABLE
+    with open(log, "w") as output:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "lit_linreg", *args, "--run_name", "terminated"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + 300
+    while "\n    2 |" not in log.read_text():
+        assert job.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert "lit-linreg: error: interrupted by SIGTERM: stopped after epoch" in text
+    stopped = int(text.split("stopped after epoch ")[1].split()[0])
+    saved = torch.load("checkpoints/terminated/version_0/last.ckpt", weights_only=True)
+    assert saved["epoch"] == stopped and stopped < 7  # saved at the end of the epoch it was in
+
+    run(*args, "--run_name", "uninterrupted")
+    capsys.readouterr()
+    run(*args, "--run_name", "terminated", "--ckpt_path", "last")
+    assert table_rows(capsys.readouterr().out)[0][0] == stopped + 1
+    resumed, uninterrupted = (
+        torch.load(f"checkpoints/{name}/version_0/last.ckpt", weights_only=True)
+        for name in ("terminated", "uninterrupted")
+    )
+    assert resumed["epoch"] == uninterrupted["epoch"] == 7
+    assert all(torch.equal(resumed["state_dict"][k], v) for k, v in uninterrupted["state_dict"].items())
+
+
+def _fit_process(*args: object, log: Path) -> subprocess.Popen:
+    output = open(log, "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lit_linreg", "fit", *map(str, args)],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_two_fits_of_one_run_at_once_both_finish_in_separate_folders(tmp_path: Path) -> None:
+    args = ("--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "200", "--figures.enabled", "false")
+    jobs = [_fit_process(*args, log=tmp_path / f"{i}.log") for i in range(2)]
+    assert [job.wait(timeout=300) for job in jobs] == [0, 0], [(tmp_path / f"{i}.log").read_text() for i in range(2)]
+    folders = sorted(p.name for p in Path("checkpoints/base").iterdir())
+    assert folders == ["version_0", "version_1"]
+    run("fit", *args, "--run_name", "alone")
+    alone = torch.load("checkpoints/alone/version_0/last.ckpt", weights_only=True)["state_dict"]
+    for folder in folders:
+        together = torch.load(f"checkpoints/base/{folder}/last.ckpt", weights_only=True)["state_dict"]
+        assert all(torch.equal(together[k], v) for k, v in alone.items())  # nothing interleaved
+        assert Path(f"lightning_logs/base/{folder}").is_dir()
+
+
+def test_a_second_resume_of_the_same_folder_refuses_at_once(tmp_path: Path) -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "10", "--figures.enabled", "false")
+    args = ("--config", CONFIGS / "base.yaml", "--ckpt_path", "last", "--trainer.max_epochs", "3000")
+    first = _fit_process(*args, "--table.every_n_epochs", "1", log=tmp_path / "first.log")
+    deadline = time.monotonic() + 300
+    while "\n   12 |" not in (tmp_path / "first.log").read_text():  # resumed and training
+        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+        time.sleep(0.02)
+    second = _fit_process(*args, log=tmp_path / "second.log")
+    assert second.wait(timeout=120) == 2
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=120)
+    text = (tmp_path / "second.log").read_text()
+    assert "Traceback" not in text
+    assert (
+        f"{Path('checkpoints/base/version_0').resolve()} is in use by another lit-linreg fit (pid {first.pid})" in text
+    )
+
+
+def _storage_fit(root: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    args = ("fit", "--config", CONFIGS / "base.yaml", "--trainer.default_root_dir", root, "--trainer.max_epochs", "60")
+    return error_line(capsys, *args, "--checkpoint.every_n_epochs", "1", *extra)
+
+
+def _mount(*args: str) -> None:
+    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"mounting is not allowed here: {result.stderr.strip()}")
+
+
+def test_a_full_disk_ends_in_one_line_and_leaves_no_torn_checkpoint(tmp_path: Path, capsys) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk))
+    try:
+        run("fit", "--config", CONFIGS / "base.yaml", "--trainer.default_root_dir", disk, "--trainer.max_epochs", "5")
+        first = {p: p.read_bytes() for p in disk.rglob("*.ckpt")}
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * max(0, free - 24_000))  # room for a few files, not for a whole fit
+        line = _storage_fit(disk, capsys)
+        assert "cannot write " in line and "the disk is full: free space there" in line
+        for path in disk.rglob("*.ckpt"):  # every checkpoint left is whole and loads
+            LinearRegressionTask.load_from_checkpoint(path)
+        assert first == {p: p.read_bytes() for p in first}  # the earlier fit's are intact
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_read_only_folder_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, folder = tmp_path / "source", tmp_path / "read_only"
+    source.mkdir()
+    folder.mkdir()
+    _mount("--bind", "-o", "ro", str(source), str(folder))
+    try:
+        line = _storage_fit(folder, capsys)
+        assert "cannot write " in line and str(folder) in line and "read-only" in line
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_enospc_at_a_checkpoint_write_keeps_the_earlier_checkpoints(capsys: pytest.CaptureFixture[str]) -> None:
+    import lit_linreg.storage.files as files
+
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "50", "--table.every_n_epochs", "0")
+    last = Path("checkpoints/base/version_0/last.ckpt")
+    before = last.read_bytes()
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:  # the third write of the resumed fit hits a full disk
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    resume = ("--ckpt_path", "last", "--checkpoint.every_n_epochs", "1", "--trainer.max_epochs", "60")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files.os, "fsync", fsync)
+        line = error_line(capsys, "fit", "--config", CONFIGS / "base.yaml", *resume, "--figures.enabled", "false")
+    assert f"cannot write {Path.cwd() / 'checkpoints/base/version_0'}/" in line and "the disk is full" in line
+    assert calls["n"] == 3
+    LinearRegressionTask.load_from_checkpoint(last)  # whole: each write replaced it whole, or not at all
+    assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]  # no torn leftovers either
+    assert last.read_bytes() != before  # the writes before the fault did land
 
 
 def test_accelerator_auto_always_works(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from lit_linreg.callbacks.checkpoints import RunCheckpoint
+from lit_linreg.console import echo
 from lit_linreg.errors import UserError, require
 from lit_linreg.task import as_task
 
@@ -47,8 +48,32 @@ class DivergenceGuard(Callback):
         self._first_loss: float | None = None
         self._first_epoch = 0
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._first_loss = None  # a resumed fit then restores its run's own (load_state_dict)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._first_loss, self._first_epoch, self._checked_step = None, trainer.current_epoch, -1
+        self._first_epoch, self._checked_step = trainer.current_epoch, -1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run's first training loss travels in its checkpoints: a resume compares against the same reference."""
+        return {"first_loss": self._first_loss}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._first_loss = state_dict.get("first_loss")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A fit whose training loss barely fell (under 1 %) gets a warning that names the learning rate."""
+        train = as_task(pl_module).epoch_metrics("train").get("train_loss")
+        if self._first_loss is None or train is None or trainer.current_epoch - self._first_epoch < 2:
+            return
+        last, first = train.item(), self._first_loss
+        if last > 0.99 * first and trainer.is_global_zero:
+            lr = as_task(pl_module).hparams["lr"]
+            cause = "too large (the steps overshoot)" if last > first else "too small (the steps barely move)"
+            echo(
+                f"warning: the training loss did not fall (epoch {self._first_epoch}: {first:.6g}, last epoch: "
+                f"{last:.6g}); model.lr={lr:g} is likely {cause}: compare rates with lit-linreg lr-sweep"
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -85,7 +110,7 @@ class DivergenceGuard(Callback):
                     trainer,
                     pl_module,
                     f"the {name} loss grew to {loss.item():.4g}, over {self.max_growth:g} times the first epoch's "
-                    f"training loss {self._first_loss:.4g}",
+                    f"training loss {self._first_loss:.4g}",  # the run's first epoch, also after a resume
                 )
 
     def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:

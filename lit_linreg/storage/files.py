@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -11,24 +11,23 @@ from typing import BinaryIO
 import numpy as np
 from torch import Tensor
 
-_UMASK = os.umask(0o022)  # the only way to read the umask is to set it: read it once, at import, and put it back
-os.umask(_UMASK)
-
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Write through ``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the usual permissions, less the umask
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes the file owner-only; give it the usual permissions
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # name the file the user knows, not the temporary one
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
