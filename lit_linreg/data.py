@@ -20,16 +20,6 @@ from lit_linreg.errors import require, require_finite
 MAX_ROWS = 500_000_000
 
 
-class EpochSampler:
-    """Lightning calls ``set_epoch`` on it at each epoch start (it looks for ``loader.sampler``): seeds the shuffle."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-
 class TensorBatches:
     """Batches sliced from tensors that already live on the training device.
 
@@ -39,8 +29,6 @@ class TensorBatches:
     equal-sized shard (the remainder rows are left out).
     """
 
-    batch_sampler = None  # Lightning inspects ``loader.batch_sampler`` once it finds ``loader.sampler``
-
     def __init__(
         self,
         tensors: Sequence[Tensor],
@@ -49,6 +37,7 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch: Callable[[], int] | None = None,
     ) -> None:
         self.tensors = tuple(tensors)
         self.rows = len(self.tensors[0])
@@ -57,7 +46,8 @@ class TensorBatches:
         self.batch_size = max(1, min(batch_size or self.shard_size, self.shard_size))
         self.shuffle = shuffle and self.batch_size < self.shard_size
         self.seed = seed
-        self.sampler = EpochSampler()
+        self.epoch = epoch  # the training epoch an iteration belongs to; without it, iterations are counted
+        self.iterations = 0
 
     def __len__(self) -> int:
         return math.ceil(self.shard_size / self.batch_size)
@@ -70,7 +60,9 @@ class TensorBatches:
                 yield tuple(t[start:stop] for t in self.tensors)
             return
         device = self.tensors[0].device  # permute where the rows live: no host round trip per epoch
-        generator = torch.Generator(device=device).manual_seed((self.seed << 32) + self.sampler.epoch)
+        epoch = self.epoch() if self.epoch is not None else self.iterations
+        self.iterations += 1
+        generator = torch.Generator(device=device).manual_seed((self.seed << 32) + epoch)
         order = torch.randperm(self.rows, generator=generator, device=device)[self.offset : self.offset + size]
         # One gather of the whole shard per epoch, then views: a gather per batch of random rows is bound by memory
         # latency and costs about 2.5x more (bench.py). The copy lives only while this epoch's iterator does.
@@ -195,8 +187,15 @@ class RegressionDataModule(L.LightningDataModule):
                 f"{len(tensors[0])} training rows do not split evenly over {world_size} processes: "
                 f"each trains on {len(tensors[0]) // world_size} rows and {len(tensors[0]) % world_size} are left out"
             )
+        trainer = self.trainer
         return TensorBatches(
-            tensors, self.batch_size, shuffle=train and self.shuffle, seed=self.seed, rank=rank, world_size=world_size
+            tensors,
+            self.batch_size,
+            shuffle=train and self.shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            epoch=None if trainer is None else lambda: trainer.current_epoch,  # a resumed fit reshuffles alike
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -33,13 +33,17 @@ def test_full_batch_loader_is_one_batch_of_views() -> None:
 
 def test_minibatches_shuffle_once_per_epoch_and_reproducibly() -> None:
     x = torch.arange(10.0).unsqueeze(1)
-    loader = TensorBatches((x, x * 2), batch_size=4, shuffle=True, seed=3)
+    epoch = [0]
+    loader = TensorBatches((x, x * 2), batch_size=4, shuffle=True, seed=3, epoch=lambda: epoch[0])
     assert len(loader) == 3
     epoch0 = torch.cat([b[0] for b in loader])
     assert sorted(epoch0[:, 0].tolist()) == list(range(10))
-    assert torch.equal(epoch0, torch.cat([b[0] for b in loader]))
-    loader.sampler.set_epoch(1)
+    assert torch.equal(epoch0, torch.cat([b[0] for b in loader]))  # the same epoch: the same order
+    epoch[0] = 1
     assert not torch.equal(epoch0, torch.cat([b[0] for b in loader]))
+    counted = TensorBatches((x, x * 2), batch_size=4, shuffle=True, seed=3)  # no epoch given: iterations count
+    assert torch.equal(epoch0, torch.cat([b[0] for b in counted]))
+    assert not torch.equal(epoch0, torch.cat([b[0] for b in counted]))
     assert all(torch.equal(bx * 2, by) for bx, by in loader)  # rows stay paired
     # One gather per epoch, then slices: every batch is a contiguous view of the same shuffled copy.
     batches = [b[0] for b in loader]

@@ -69,12 +69,16 @@ class TensorBoardLogger(_TensorBoardLogger):
 
     @rank_zero_only
     def save(self) -> None:
-        self.write_pending()
-        super().save()
+        """Lightning asks after every logging step; written every ``write_every_s`` seconds and at the end instead
+        (each write waits for TensorBoard's writer thread: four times an epoch, that cost more than the epoch)."""
+        if time.monotonic() >= self._next_write:
+            self.write_pending()
+            super().save()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         if status == "success" and self._final_val_loss is not None and self.hparams:
             self.log_hyperparams(self.hparams, {"hp_metric": self._final_val_loss}, step=self._last_step)
         self.write_pending()
+        super().save()
         super().finalize(status)
