@@ -43,7 +43,7 @@ def run_extra_command(name: str, argv: list[str]) -> None:
 
 
 def description(width: int | None = None) -> str:
-    """The top-level help's text, wrapped to ``width`` (default: the terminal's, as argparse) with one command a line."""
+    """The top-level help's text wrapped to ``width`` (default: the terminal's, as argparse), one command a line."""
     width = width or shutil.get_terminal_size().columns - 2
     intro = (
         "lit-linreg: the PyTorch linear-regression workflow as a Lightning project. "
@@ -77,4 +77,5 @@ def command_parser(
 
 def option_help(function: Callable[..., Any], name: str) -> str:
     """The ``Args:`` entry of parameter ``name`` in ``function``'s docstring, for an option added by hand."""
-    return next(p.description or "" for p in docstring_parser.parse(function.__doc__ or "").params if p.arg_name == name)
+    params = docstring_parser.parse(function.__doc__ or "").params
+    return next(param.description or "" for param in params if param.arg_name == name)
