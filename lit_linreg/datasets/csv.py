@@ -26,6 +26,20 @@ class CSVRegressionData(RegressionDataModule):
     scale each feature by the training split's mean and standard deviation (kept in every checkpoint, so ``predict``
     applies the same transform to new rows). ``predict_csv`` names a CSV of new rows holding at least the feature
     columns (and the target, if known, for errors); without it ``predict`` predicts the test split.
+
+    Args:
+        csv_path: the CSV file, with a header row
+        target: the column that holds y
+        features: the columns that hold x; null: every other column whose first data row holds a number
+        standardize: scale each feature by the training split's mean and std (kept in every checkpoint)
+        train_split: fraction of the rows to train on, taken first (the tutorial's 0.8: 80 % train, 20 % test)
+        val_split: fraction of the rows to validate on, taken after the training rows; 0: validate on the test split
+        split: ``sequential`` (rows in order, as the tutorial) or ``random`` (shuffled once by ``seed``, then split)
+        batch_size: rows per batch; null: each split is one batch (the tutorial's full-batch gradient descent)
+        shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch) when there are several batches
+        seed: seeds the random split and the shuffle (never the model's initialisation)
+        predict_csv: a CSV of new rows for ``predict``, with the feature columns (and the target, if known); null: the
+            test split
     """
 
     def __init__(
