@@ -47,7 +47,8 @@ def description(width: int | None = None) -> str:
     width = width or shutil.get_terminal_size().columns - 2
     intro = (
         "lit-linreg: the PyTorch linear-regression workflow as a Lightning project. "
-        "Train with `lit-linreg fit --config configs/base.yaml`; `lit-linreg <subcommand> --help` lists every option."
+        "Train with `lit-linreg fit --config configs/base.yaml`; `lit-linreg <subcommand> --help` lists every option; "
+        "--verbose anywhere shows an error's full traceback."
     )
     lines = [textwrap.fill(intro, width), "More commands (each with --help):"]
     for name, (_, help) in EXTRA_COMMANDS.items():
