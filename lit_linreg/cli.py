@@ -419,8 +419,9 @@ class LitLinregCLI(LightningCLI):
             _print(f"checkpoints: last {last} | best {checkpoint.best_model_path or '-'}")
         if self.interrupt.stopped_after_epoch is not None:
             raise Interrupted(
-                f"interrupted by {self.interrupt.signal_name}: stopped after epoch {self.interrupt.stopped_after_epoch} "
-                f"and saved {last}; resume with the same command plus --ckpt_path last",
+                f"interrupted by {self.interrupt.signal_name}: stopped after epoch "
+                f"{self.interrupt.stopped_after_epoch} and saved {last}; resume with the same command plus "
+                "--ckpt_path last",
                 exit_code=self.interrupt.exit_code,
             )
 
