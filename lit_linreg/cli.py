@@ -10,13 +10,17 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.types import EVAL_DATALOADERS, TRAIN_DATALOADERS
 
 from lit_linreg.callbacks import (
     BaselineReport,
@@ -39,6 +43,130 @@ from lit_linreg.task import LinearRegressionTask
 CHECKPOINT_ALIASES = ("last", "best")
 
 
+class LitLinregTrainer(L.Trainer):
+    """Lightning's Trainer: the hardware, the length of training and Lightning's own features.
+
+    A ``lightning.Trainer`` whose methods only call Lightning's: LightningCLI builds the options and the one-line
+    description of ``lit-linreg fit|validate|test|predict`` from their signatures and docstrings, which say what
+    ``--ckpt_path`` means here. ``weights_only`` defaults to True: lit-linreg loads every checkpoint weights-only and
+    refuses False.
+    """
+
+    def __init__(
+        self,
+        *,
+        logger: Logger | Iterable[Logger] | bool | None = None,
+        enable_checkpointing: bool | None = None,
+        default_root_dir: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """
+        Args:
+            logger: null or true: lit-linreg's TensorBoard logger, writing to lightning_logs/<run>/version_N/ (with
+                the figures and predictions.csv); false: none (those files go to default_root_dir); or a Logger
+            enable_checkpointing: leave it null or true: lit-linreg always adds its --checkpoint callback (to save
+                nothing, set --checkpoint.save_last and --checkpoint.save_best false)
+            default_root_dir: the folder that holds checkpoints/ and lightning_logs/ (default: the current directory)
+            kwargs: every other argument of ``lightning.Trainer``
+        """
+        super().__init__(
+            logger=logger, enable_checkpointing=enable_checkpointing, default_root_dir=default_root_dir, **kwargs
+        )
+
+    def fit(
+        self,
+        model: L.LightningModule,
+        train_dataloaders: TRAIN_DATALOADERS | L.LightningDataModule | None = None,
+        val_dataloaders: EVAL_DATALOADERS | None = None,
+        datamodule: L.LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = True,
+    ) -> None:
+        """Train the model on the data, validating after every epoch.
+
+        Args:
+            model: the task to train
+            train_dataloaders: the training batches, or a datamodule
+            val_dataloaders: the validation batches
+            datamodule: the data (instead of the loaders)
+            ckpt_path: last|best|<file.ckpt>: resume training from the run's newest last.ckpt
+                (checkpoints/<run>/version_N/; a fresh start while the run has none), from the best checkpoint it
+                records, or from that file; null (default): train from scratch in a new version_N
+            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
+                must stay true: lit-linreg refuses false
+        """
+        super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+
+    def validate(
+        self,
+        model: L.LightningModule | None = None,
+        dataloaders: EVAL_DATALOADERS | L.LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: L.LightningDataModule | None = None,
+        weights_only: bool | None = True,
+    ) -> list[Mapping[str, float]]:
+        """Evaluate a trained checkpoint on the validation split (the test split when data.val_split is 0).
+
+        Args:
+            model: the task to evaluate
+            dataloaders: the validation batches, or a datamodule
+            ckpt_path: last|best|<file.ckpt> (required): the run's newest last.ckpt (checkpoints/<run>/version_N/),
+                the best checkpoint it records, or that file
+            verbose: print the results
+            datamodule: the data (instead of the loaders)
+            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
+                must stay true: lit-linreg refuses false
+        """
+        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def test(
+        self,
+        model: L.LightningModule | None = None,
+        dataloaders: EVAL_DATALOADERS | L.LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: L.LightningDataModule | None = None,
+        weights_only: bool | None = True,
+    ) -> list[Mapping[str, float]]:
+        """Evaluate a trained checkpoint on the test split and compare it with the exact OLS and LAD fits.
+
+        Args:
+            model: the task to evaluate
+            dataloaders: the test batches, or a datamodule
+            ckpt_path: last|best|<file.ckpt> (required): the run's newest last.ckpt (checkpoints/<run>/version_N/),
+                the best checkpoint it records, or that file
+            verbose: print the results
+            datamodule: the data (instead of the loaders)
+            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
+                must stay true: lit-linreg refuses false
+        """
+        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def predict(
+        self,
+        model: L.LightningModule | None = None,
+        dataloaders: EVAL_DATALOADERS | L.LightningDataModule | None = None,
+        datamodule: L.LightningDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = True,
+    ) -> list[Any] | list[list[Any]] | None:
+        """Predict with a trained checkpoint and write the predictions to predictions.csv.
+
+        Args:
+            model: the task to predict with
+            dataloaders: the rows to predict, or a datamodule
+            datamodule: the data (instead of the loaders)
+            return_predictions: return the predictions (default: unless the strategy spawns processes)
+            ckpt_path: last|best|<file.ckpt> (required): the run's newest last.ckpt (checkpoints/<run>/version_N/),
+                the best checkpoint it records, or that file
+            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
+                must stay true: lit-linreg refuses false
+        """
+        return super().predict(model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only)
+
+
 class LitLinregCLI(LightningCLI):
     """LightningCLI with the project's run layout: ``checkpoints/<run>/`` and ``lightning_logs/<run>/version_N/``.
 
@@ -51,6 +179,7 @@ class LitLinregCLI(LightningCLI):
         super().__init__(
             LinearRegressionTask,
             RegressionDataModule,
+            trainer_class=LitLinregTrainer,
             subclass_mode_data=True,
             seed_everything_default=42,  # the tutorial's: a run without a config is reproducible too
             args=args,
@@ -60,12 +189,30 @@ class LitLinregCLI(LightningCLI):
             **kwargs,
         )
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """LightningCLI's commands and the method arguments that are no options: also ``verbose`` (``--verbose`` is
+        lit-linreg's, for tracebacks) and ``return_predictions`` (``predict`` writes predictions.csv)."""
+        skipped = {"validate": {"verbose"}, "test": {"verbose"}, "predict": {"return_predictions"}}
+        return {name: args | skipped.get(name, set()) for name, args in LightningCLI.subcommands().items()}
+
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--seed_everything",
+            type=bool | int,
+            default=self.seed_everything_default,
+            help="the seed of Python, NumPy and torch, set before the model is built (so its initial weights) and "
+            "stored in the run's config; true: a random seed; false: no seeding",
+        )
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--run_name",
             type=str | None,
             default=None,
-            help="Names checkpoints/<run_name>/ and lightning_logs/<run_name>/ (default: the config file's name).",
+            help="the run's name: its files go to checkpoints/<run_name>/version_N/ and "
+            "lightning_logs/<run_name>/version_N/ (default: the last --config file's name, else the run of the "
+            "--ckpt_path file, else 'default')",
         )
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EpochTable, "table")
@@ -272,8 +419,9 @@ class LitLinregCLI(LightningCLI):
             _print(f"checkpoints: last {last} | best {checkpoint.best_model_path or '-'}")
         if self.interrupt.stopped_after_epoch is not None:
             raise Interrupted(
-                f"interrupted by {self.interrupt.signal_name}: stopped after epoch {self.interrupt.stopped_after_epoch} "
-                f"and saved {last}; resume with the same command plus --ckpt_path last",
+                f"interrupted by {self.interrupt.signal_name}: stopped after epoch "
+                f"{self.interrupt.stopped_after_epoch} and saved {last}; resume with the same command plus "
+                "--ckpt_path last",
                 exit_code=self.interrupt.exit_code,
             )
 
@@ -294,16 +442,16 @@ def _option_value(argv: list[str], option: str) -> str | None:
     return None
 
 
-def _num_features(data: RegressionDataModule) -> int:
+def num_features_of(data: RegressionDataModule) -> int:
     return data.num_features
 
 
-def _standardize(data: RegressionDataModule) -> bool:
+def standardize_of(data: RegressionDataModule) -> bool:
     return data.standardize
 
 
 # Model hyperparameters that the data decide (linked at instantiation, so never set directly).
-LINKED_FROM_DATA = {"in_features": _num_features, "standardize": _standardize}
+LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of}
 
 
 _print = rank_zero_only(echo)
@@ -346,7 +494,12 @@ def main(args: ArgsType = None) -> None:
         else:
             LitLinregCLI(
                 args=args,
-                parser_kwargs={"description": description(), "exit_on_error": False, "formatter_class": HelpFormatter},
+                parser_kwargs={
+                    "prog": "lit-linreg",
+                    "description": description(),
+                    "exit_on_error": False,
+                    "formatter_class": HelpFormatter,
+                },
             )
     except BaseException as err:
         error = None if verbose else as_user_error(err, argv)

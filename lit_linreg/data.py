@@ -82,6 +82,14 @@ class RegressionDataModule(L.LightningDataModule):
 
     A subclass provides all rows through :meth:`build_rows` and the rows to predict through :meth:`build_predict_rows`.
     ``val_split=0`` validates on the test split, as the tutorial evaluates its held-out 20 % after every epoch.
+
+    Args:
+        train_split: fraction of the rows to train on, taken first (the tutorial's 0.8: 80 % train, 20 % test)
+        val_split: fraction of the rows to validate on, taken after the training rows; 0: validate on the test split
+        split: ``sequential`` (rows in order, as the tutorial) or ``random`` (shuffled once by ``seed``, then split)
+        batch_size: rows per batch; null: each split is one batch (the tutorial's full-batch gradient descent)
+        shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch) when there are several batches
+        seed: seeds the random split and the shuffle (never the model's initialisation)
     """
 
     standardize = False  # a data source that sets it provides feature_stats(); the CLI links it to the model
@@ -217,6 +225,23 @@ class SyntheticRegressionData(RegressionDataModule):
     For real workloads: ``num_samples`` draws x uniformly from [start, end) instead of the grid, ``num_features``
     (or a list ``weight``) makes x a matrix, ``noise_std`` adds Gaussian noise, ``batch_size`` gives shuffled
     minibatches. ``seed`` seeds the data alone, never the model's initialisation.
+
+    Args:
+        weight: the true weight, or a list of one weight per feature (the tutorial: 0.7)
+        bias: the true bias (the tutorial: 0.3)
+        start: the smallest x
+        end: x stays below it: the grid is arange(start, end, step), random x are uniform in [start, end)
+        step: the grid's spacing (the tutorial: 0.02, so 50 rows); unused with num_samples
+        train_split: fraction of the rows to train on, taken first (the tutorial's 0.8: 80 % train, 20 % test)
+        batch_size: rows per batch; null: each split is one batch (the tutorial's full-batch gradient descent)
+        predict_x: the x that ``predict`` predicts: numbers, or lists of one value per feature; null: the test split
+        num_samples: draw this many random x instead of the grid; null: the grid
+        num_features: features per row (default: one per weight); more than one needs num_samples
+        noise_std: standard deviation of the Gaussian noise added to y (0: the exact line)
+        val_split: fraction of the rows to validate on, taken after the training rows; 0: validate on the test split
+        split: ``sequential`` (rows in order, as the tutorial) or ``random`` (shuffled once by ``seed``, then split)
+        shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch) when there are several batches
+        seed: seeds the data alone (random x, noise, random split, shuffle), never the model's initialisation
     """
 
     def __init__(

@@ -84,7 +84,10 @@ def one_line(message: str) -> str:
 def _help_command(argv: Sequence[str]) -> str:
     from lightning.pytorch.cli import LightningCLI  # here: it imports jsonargparse, which the data classes do not need
 
-    subcommand = argv[0] if argv and argv[0] in LightningCLI.subcommands() else None
+    from lit_linreg.commands import EXTRA_COMMANDS  # here: it imports this module
+
+    commands = [*LightningCLI.subcommands(), *EXTRA_COMMANDS]
+    subcommand = argv[0] if argv and argv[0] in commands else None
     return f"lit-linreg {subcommand} --help" if subcommand else "lit-linreg --help"
 
 

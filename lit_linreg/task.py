@@ -32,6 +32,13 @@ class LinearRegressionTask(L.LightningModule):
     ``in_features`` and ``standardize`` come from the data (the CLI links them). With ``standardize`` the model sees
     features scaled by the training split's mean and std, which are buffers of this module: they travel in every
     checkpoint, so prediction applies the same transform to new rows.
+
+    Args:
+        variant: ``linear`` (one ``nn.Linear`` layer) or ``manual`` (the tutorial's two ``nn.Parameter``)
+        lr: the SGD learning rate (the tutorial uses 0.01 for linear, 0.005 for manual)
+        in_features: the number of input features; set from the data's num_features, never directly
+        standardize: scale each feature by the training split's mean and std (kept in the checkpoint); set from the
+            data's standardize, never directly
     """
 
     def __init__(

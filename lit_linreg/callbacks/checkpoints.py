@@ -27,8 +27,8 @@ class RunCheckpoint(Checkpoint):
     the callback's state in every checkpoint.
 
     Args:
-        dirpath: the folder for this run's checkpoint files (lit-linreg fit sets checkpoints/<run>/; with a plain
-            Trainer, ``<default_root_dir>/checkpoints``)
+        dirpath: the folder for this run's checkpoint files (lit-linreg fit sets checkpoints/<run>/version_N/; with a
+            plain Trainer, ``<default_root_dir>/checkpoints``)
         every_n_epochs: write last.ckpt (and a better best) every this many epochs, and always at the end
         monitor: the logged metric that ranks the best checkpoint
         mode: ``min`` (lower is better) or ``max``

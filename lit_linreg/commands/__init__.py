@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import re
+import shutil
 import textwrap
+from collections.abc import Callable, Collection
+from typing import Any
 
-from jsonargparse import DefaultHelpFormatter
+import docstring_parser
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
 from lit_linreg.errors import UserError
 
@@ -38,22 +42,41 @@ def run_extra_command(name: str, argv: list[str]) -> None:
     getattr(importlib.import_module(module_name), function_name)(argv)
 
 
-def description() -> str:
-    extra = "".join(f"\n  lit-linreg {name:<10} {help}" for name, (_, help) in EXTRA_COMMANDS.items())
-    return (
+def description(width: int | None = None) -> str:
+    """The top-level help's text wrapped to ``width`` (default: the terminal's, as argparse), one command a line."""
+    width = width or shutil.get_terminal_size().columns - 2
+    intro = (
         "lit-linreg: the PyTorch linear-regression workflow as a Lightning project. "
-        "Train with `lit-linreg fit --config configs/base.yaml`; `lit-linreg <subcommand> --help` lists every option."
-        f"\nMore commands (each with --help):{extra}"
+        "Train with `lit-linreg fit --config configs/base.yaml`; `lit-linreg <subcommand> --help` lists every option; "
+        "--verbose anywhere shows an error's full traceback."
     )
+    lines = [textwrap.fill(intro, width), "More commands (each with --help):"]
+    for name, (_, help) in EXTRA_COMMANDS.items():
+        command = f"  lit-linreg {name:<10} "
+        lines.append(textwrap.fill(command + help, width, subsequent_indent=" " * len(command)))
+    return "\n".join(lines)
 
 
-class HelpFormatter(DefaultHelpFormatter):
-    """Wraps each line of the description on its own, so the command list keeps one command per line."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description printed as written (:func:`description` wraps it itself)."""
 
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        lines = []
-        for line in text.splitlines():
-            command = re.match(r" +\S+ \S+ +", line)  # "  lit-linreg theory   ": wrap under the command's help
-            hanging = indent + " " * (command.end() if command else 0)
-            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=hanging))
-        return "\n".join(lines)
+
+def command_parser(
+    prog: str, function: Callable[..., Any], skip: Collection[str] = (), epilog: str | None = None
+) -> ArgumentParser:
+    """A parser with one option per parameter of ``function`` (but ``skip``), typed by its annotations.
+
+    The description is the docstring's text above ``Args:``, each option's help its ``Args:`` entry. A bad command
+    line raises ``ArgumentError``, which ``lit_linreg.cli.main`` prints as one line.
+    """
+    doc = docstring_parser.parse(function.__doc__ or "")
+    text = "\n\n".join(part for part in (doc.short_description, doc.long_description) if part)
+    parser = ArgumentParser(prog=prog, description=text, epilog=epilog, exit_on_error=False)
+    parser.add_function_arguments(function, as_group=False, skip=set(skip))
+    return parser
+
+
+def option_help(function: Callable[..., Any], name: str) -> str:
+    """The ``Args:`` entry of parameter ``name`` in ``function``'s docstring, for an option added by hand."""
+    params = docstring_parser.parse(function.__doc__ or "").params
+    return next(param.description or "" for param in params if param.arg_name == name)

@@ -8,12 +8,13 @@ Run: lit-linreg lr-sweep --config configs/base.yaml --lrs "[0.001, 0.01, 0.1, 0.
 
 from __future__ import annotations
 
-import argparse
+import itertools
+import json
 import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +27,7 @@ from lit_linreg.analysis.plots import LossPanel, Points, format_numbers, loss_fi
 from lit_linreg.analysis.report import lowest_l1_loss
 from lit_linreg.callbacks.figures import LossHistory
 from lit_linreg.cli import LitLinregCLI
+from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import require
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
@@ -158,58 +160,40 @@ class Sweep:
         return suggestion
 
 
-def _learning_rates(text: str) -> list[float]:
-    try:
-        lrs = [float(value) for value in text.strip().strip("[]").split(",") if value.strip()]
-    except ValueError:
-        lrs = []
-    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
-        raise argparse.ArgumentTypeError(f'expected positive numbers like "[0.001, 0.01, 0.1]", got {text!r}')
-    return lrs
+def lr_sweep(
+    fit_args: Sequence[str] = (),
+    config: Sequence[str] = (),
+    lrs: list[float] = DEFAULT_LRS,
+    lr_find: bool = False,
+    out: str = "figures/lr_sweep.png",
+) -> list[Run]:
+    """Train once per learning rate for the same number of epochs, from the same initial weights; print a summary
+    table and draw the loss curves side by side with each run's status (converged at epoch N, not converged,
+    diverged).
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lit-linreg lr-sweep",
-        description="Train once per learning rate for the same number of epochs, from the same initial weights; print "
-        "a summary table and draw the loss curves side by side with each run's status (converged at epoch N, not "
-        "converged, diverged).",
-        epilog="Any other argument is passed to every run as to `lit-linreg fit` (e.g. --trainer.max_epochs 300 "
-        "--data.noise_std 0.05). Status, from the training loss: diverged = NaN/inf, or the last tenth of the "
-        "epochs averages above the first epoch's loss; converged at epoch N = over the last tenth of the epochs the "
-        "loss stays within 5% of its initial gap above the lowest loss a linear model reaches (the exact LAD fit), "
-        "N being the first epoch from which it never leaves that band; otherwise not converged.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("--config", action="append", default=[], help="config file, as for `lit-linreg fit`")
-    parser.add_argument("--lrs", type=_learning_rates, default=DEFAULT_LRS, help="the learning rates, a list")
-    parser.add_argument(
-        "--lr_find",
-        action="store_true",
-        help="first run Lightning's learning-rate finder, draw its curve (lr_find.png beside --out) "
-        "and add its suggestion to the sweep",
-    )
-    parser.add_argument("--out", type=Path, default=Path("figures/lr_sweep.png"), help="where to write the figure")
-    return parser
-
-
-def main(argv: list[str]) -> None:
-    args, fit_args = _parser().parse_known_args(argv)
+    Args:
+        fit_args: the other arguments, passed to every run as to `lit-linreg fit`
+        config: config file, as for `lit-linreg fit` (repeatable)
+        lrs: the learning rates, a list
+        lr_find: first run Lightning's learning-rate finder, draw its curve (lr_find.png beside --out) and add its
+            suggestion to the sweep
+        out: where to write the figure
+    """
     require(
         not any(arg.startswith("--model.lr") for arg in fit_args),
         'lr-sweep sets model.lr itself: give the learning rates with --lrs "[0.001, 0.01]"',
     )
-    configs = [arg for config in args.config for arg in ("--config", config)]
-    lrs = [(lr, "") for lr in args.lrs]
+    figure = Path(out)
+    configs = [arg for path in config for arg in ("--config", str(path))]
+    rates = [(float(lr), "") for lr in lrs]
     with tempfile.TemporaryDirectory(prefix="lit-linreg-lr-sweep-") as scratch, _quiet_and_isolated():
-        sweep = Sweep(configs + fit_args, scratch)
-        if args.lr_find:
-            suggestion = sweep.find_lr(args.out.parent / "lr_find.png")
-            lrs += [(suggestion, " (lr_find)")] if suggestion is not None else []
+        sweep = Sweep([*configs, *fit_args], scratch)
+        if lr_find:
+            suggestion = sweep.find_lr(figure.parent / "lr_find.png")
+            rates += [(suggestion, " (lr_find)")] if suggestion is not None else []
         runs = []
-        for i, (lr, note) in enumerate(lrs):
-            print(f"[{i + 1}/{len(lrs)}] lr={lr:g}{note}", flush=True)
+        for i, (lr, note) in enumerate(rates):
+            print(f"[{i + 1}/{len(rates)}] lr={lr:g}{note}", flush=True)
             runs.append(sweep.train(lr, note))
 
     print(f"\n{'lr':>10} | {'status':<22} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
@@ -225,7 +209,7 @@ def main(argv: list[str]) -> None:
     if sweep.truth is not None:
         print(f"{'true':>10} | {'':<22} | {'':>10} | {'':>10} | {sweep.truth[0]:>6} | {sweep.truth[1]:>6}")
     epochs = max(len(run.curves["train loss"][0]) for run in runs)
-    source = ", ".join(Path(config).name for config in args.config) or "the default config"
+    source = ", ".join(Path(path).name for path in config) or "the default config"
     panels = [
         LossPanel(
             f"lr = {run.lr:g}{run.note}\n{run.status_text}", run.curves, STATUS_COLORS[run.status], run.converged_epoch
@@ -233,5 +217,69 @@ def main(argv: list[str]) -> None:
         for run in runs
     ]
     fig = loss_figure(panels, title=f"Learning-rate sweep of {source}: {epochs} epochs per run", log_scale=True)
-    save_png(fig, args.out)
-    print(f"figure: {args.out}")
+    save_png(fig, figure)
+    print(f"figure: {figure}")
+    return runs
+
+
+EPILOG = (
+    "Any other argument is passed to every run as to `lit-linreg fit` (e.g. --trainer.max_epochs 300 "
+    "--data.noise_std 0.05). Status, from the training loss: diverged = NaN/inf, or the last tenth of the epochs "
+    "averages above the first epoch's loss; converged at epoch N = over the last tenth of the epochs the loss stays "
+    "within 5% of its initial gap above the lowest loss a linear model reaches (the exact LAD fit), N being the "
+    "first epoch from which it never leaves that band; otherwise not converged."
+)
+# lr-sweep's own options, name -> takes a value (--lrs+ appends to the list, as jsonargparse allows).
+OWN_OPTIONS = {
+    "--config": True,
+    "--lrs": True,
+    "--lrs+": True,
+    "--out": True,
+    "--lr_find": False,
+    "--help": False,
+    "-h": False,
+}
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` split into lr-sweep's own options (:data:`OWN_OPTIONS`) and the rest, for every run's fit."""
+    own: list[str] = []
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        name = arg.partition("=")[0]
+        if name not in OWN_OPTIONS:
+            rest.append(arg)
+            continue
+        own.append(arg)
+        if OWN_OPTIONS[name] and "=" not in arg:
+            own += list(itertools.islice(args, 1))  # its value (a missing one is the parser's error)
+    return own, rest
+
+
+def learning_rates(text: str) -> list[float]:
+    """The numbers of ``--lrs``: "[0.001, 0.01]", also "0.01" or "0.001, 0.01"; each positive and finite."""
+    try:
+        lrs = [float(value) for value in text.strip().strip("[]").split(",") if value.strip()]
+    except ValueError:
+        lrs = []
+    require(
+        bool(lrs) and all(math.isfinite(lr) and lr > 0 for lr in lrs),
+        f'--lrs: expected positive numbers like "[0.001, 0.01, 0.1]", got {text!r}',
+    )
+    return lrs
+
+
+def main(argv: list[str]) -> None:
+    """``lit-linreg lr-sweep [options] [fit options]``: :func:`lr_sweep` with the options of ``argv``."""
+    parser = command_parser("lit-linreg lr-sweep", lr_sweep, skip={"fit_args", "config", "lr_find"}, epilog=EPILOG)
+    parser.add_argument("--config", action="append", default=[], help=option_help(lr_sweep, "config"))
+    parser.add_argument("--lr_find", action="store_true", help=option_help(lr_sweep, "lr_find"))
+    own, fit_args = split_argv(argv)
+    for i, arg in enumerate(own):  # the parser gets --lrs as a JSON list
+        name, equals, value = arg.partition("=")
+        if name in ("--lrs", "--lrs+") and equals:
+            own[i] = f"{name}={json.dumps(learning_rates(value))}"
+        elif i and own[i - 1] in ("--lrs", "--lrs+"):
+            own[i] = json.dumps(learning_rates(arg))
+    lr_sweep(fit_args, **parser.parse_args(own).as_dict())

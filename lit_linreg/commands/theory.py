@@ -9,13 +9,13 @@ Run: lit-linreg theory            (the tutorial's x=2, t=5, b=1, w0=0.5, lr=0.1,
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 import numpy as np
 
 from lit_linreg.analysis.plots import gradient_figure, save_png
+from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import require
 
 
@@ -35,74 +35,75 @@ def gradient_descent(w0: float, lr: float, steps: int, x: float, target: float, 
     return history
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lit-linreg theory",
-        description="The tutorial's gradient figure: the MSE loss of one sample as a function of w, its derivative "
-        "dL/dw and gradient descent toward the analytic optimum. Prints the optimum, the final w and the error.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("--x", type=float, default=2.0, help="the sample's input")
-    parser.add_argument("--target", type=float, default=5.0, help="the sample's target t")
-    parser.add_argument("--bias", type=float, default=1.0, help="the fixed bias b")
-    parser.add_argument("--w0", type=float, default=0.5, help="the initial weight")
-    parser.add_argument("--lr", type=float, default=0.1, help="the learning rate")
-    parser.add_argument("--steps", type=int, default=15, help="gradient-descent steps")
-    parser.add_argument(
-        "--w_range",
-        type=float,
-        nargs=2,
-        default=[-1.0, 6.0],
-        metavar=("MIN", "MAX"),
-        help="the range of w drawn (100 points)",
-    )
-    parser.add_argument("--out", type=Path, default=Path("figures/theory.png"), help="where to write the figure")
-    return parser
+def theory(
+    x: float = 2.0,
+    target: float = 5.0,
+    bias: float = 1.0,
+    w0: float = 0.5,
+    lr: float = 0.1,
+    steps: int = 15,
+    out: str = "figures/theory.png",
+    w_range: tuple[float, float] = (-1.0, 6.0),
+) -> None:
+    """The tutorial's gradient figure: the MSE loss of one sample as a function of w, its derivative dL/dw and
+    gradient descent toward the analytic optimum. Prints the optimum, the final w and the error.
 
-
-def main(argv: list[str]) -> None:
-    args = _parser().parse_args(argv)
-    numbers = [
-        ("--x", args.x),
-        ("--target", args.target),
-        ("--bias", args.bias),
-        ("--w0", args.w0),
-        ("--lr", args.lr),
-        *(("--w_range", w) for w in args.w_range),
-    ]
-    for option, value in numbers:
+    Args:
+        x: the sample's input
+        target: the sample's target t
+        bias: the fixed bias b
+        w0: the initial weight
+        lr: the learning rate
+        steps: gradient-descent steps
+        out: where to write the figure
+        w_range: the range of w drawn (100 points)
+    """
+    numbers = [("--x", x), ("--target", target), ("--bias", bias), ("--w0", w0), ("--lr", lr)]
+    for option, value in [*numbers, *(("--w_range", w) for w in w_range)]:
         require(math.isfinite(value), f"{option} must be a finite number, got {value}; give a plain number")
-    require(args.x != 0, "--x must not be 0: with x = 0 the loss does not depend on w; the tutorial uses --x 2")
-    require(args.lr > 0, f"--lr must be > 0, got {args.lr}; the tutorial uses --lr 0.1")
-    require(args.steps >= 0, f"--steps must be >= 0, got {args.steps}; the tutorial uses --steps 15")
+    require(x != 0, "--x must not be 0: with x = 0 the loss does not depend on w; the tutorial uses --x 2")
+    require(lr > 0, f"--lr must be > 0, got {lr}; the tutorial uses --lr 0.1")
+    require(steps >= 0, f"--steps must be >= 0, got {steps}; the tutorial uses --steps 15")
     require(
-        args.w_range[0] < args.w_range[1],
-        f"--w_range MIN must be below MAX, got {args.w_range}; e.g. --w_range -1 6 (the default)",
+        w_range[0] < w_range[1],
+        f"--w_range MIN must be below MAX, got {list(w_range)}; e.g. --w_range -1 6 (the default)",
     )
-    sample = {"x": args.x, "target": args.target, "bias": args.bias}
+    sample = {"x": x, "target": target, "bias": bias}
 
-    w = np.linspace(*args.w_range, 100)
-    optimal_w = (args.target - args.bias) / args.x
-    history = np.array(gradient_descent(args.w0, args.lr, args.steps, **sample))
-    factor = 1 - 2 * args.lr * args.x**2
+    w = np.linspace(*w_range, 100)
+    optimal_w = (target - bias) / x
+    history = np.array(gradient_descent(w0, lr, steps, **sample))
+    factor = 1 - 2 * lr * x**2
     fig = gradient_figure(
         w,
         mse_loss(w, **sample),
         mse_gradient(w, **sample),
         (history, mse_loss(history, **sample)),
         optimal_w,
-        title=f"x={args.x:g}, t={args.target:g}, b={args.bias:g}: {args.steps} steps of lr {args.lr:g} from "
-        f"w0={args.w0:g}",
+        title=f"x={x:g}, t={target:g}, b={bias:g}: {steps} steps of lr {lr:g} from w0={w0:g}",
     )
-    save_png(fig, args.out)
+    save_png(fig, Path(out))
 
     error = abs(optimal_w - history[-1])
     print(f"optimal weight (analytic): {optimal_w:.4f}")
-    print(f"gradient descent result:   {history[-1]:.4f} after {args.steps} steps of lr {args.lr:g}")
+    print(f"gradient descent result:   {history[-1]:.4f} after {steps} steps of lr {lr:g}")
     print(f"convergence error:         {error:.6f} ({error:.2e})")
     print(
         f"each step multiplies the error by 1 - 2·lr·x² = {factor:g}: "
         + ("it converges" if abs(factor) < 1 else "it does not converge (use lr < 1/x²)")
     )
-    print(f"figure: {args.out}")
+    print(f"figure: {out}")
+
+
+def main(argv: list[str]) -> None:
+    """``lit-linreg theory [options]``: :func:`theory` with the options of ``argv``."""
+    parser = command_parser("lit-linreg theory", theory, skip={"w_range"})
+    parser.add_argument(  # two numbers, as `--w_range -1 6`
+        "--w_range",
+        type=float,
+        nargs=2,
+        default=[-1.0, 6.0],
+        metavar=("MIN", "MAX"),
+        help=option_help(theory, "w_range"),
+    )
+    theory(**parser.parse_args(argv).as_dict())

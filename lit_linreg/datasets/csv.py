@@ -5,7 +5,6 @@ Run: lit-linreg make-data && lit-linreg fit --config configs/csv_example.yaml
 
 from __future__ import annotations
 
-import argparse
 import math
 from typing import Literal
 
@@ -27,6 +26,20 @@ class CSVRegressionData(RegressionDataModule):
     scale each feature by the training split's mean and standard deviation (kept in every checkpoint, so ``predict``
     applies the same transform to new rows). ``predict_csv`` names a CSV of new rows holding at least the feature
     columns (and the target, if known, for errors); without it ``predict`` predicts the test split.
+
+    Args:
+        csv_path: the CSV file, with a header row
+        target: the column that holds y
+        features: the columns that hold x; null: every other column whose first data row holds a number
+        standardize: scale each feature by the training split's mean and std (kept in every checkpoint)
+        train_split: fraction of the rows to train on, taken first (the tutorial's 0.8: 80 % train, 20 % test)
+        val_split: fraction of the rows to validate on, taken after the training rows; 0: validate on the test split
+        split: ``sequential`` (rows in order, as the tutorial) or ``random`` (shuffled once by ``seed``, then split)
+        batch_size: rows per batch; null: each split is one batch (the tutorial's full-batch gradient descent)
+        shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch) when there are several batches
+        seed: seeds the random split and the shuffle (never the model's initialisation)
+        predict_csv: a CSV of new rows for ``predict``, with the feature columns (and the target, if known); null: the
+            test split
     """
 
     def __init__(
@@ -112,16 +125,29 @@ EXAMPLE_BIAS = 0.3
 
 
 def make_data(
-    path: str,
-    new_rows_path: str,
+    out: str = "data/example.csv",
+    new_rows_out: str = "data/new_rows.csv",
     rows: int = 1000,
     new_rows: int = 10,
     noise_std: float = 0.05,
     outliers: float = 0.05,
     seed: int = 0,
 ) -> None:
-    """Write ``rows`` rows of y = 0.7·x1 - 0.2·x2 + 0.03·x3 + 0.3 + noise (a fraction ``outliers`` of them shifted
-    up by 2 to 6) to ``path``, and ``new_rows`` rows of features only to ``new_rows_path``."""
+    """Write an example CSV, y = 0.7*x1 - 0.2*x2 + 0.03*x3 + 0.3 + noise with a few outliers, and a CSV of new rows
+    (features only) to predict. Then: lit-linreg fit --config configs/csv_example.yaml
+
+    Args:
+        out: the training CSV
+        new_rows_out: the CSV of new rows
+        rows: rows in the training CSV
+        new_rows: rows in the new-rows CSV
+        noise_std: standard deviation of the Gaussian noise on y
+        outliers: fraction of rows whose y is shifted up by 2 to 6
+        seed: the data's seed
+    """
+    require(rows > 0 and new_rows > 0, f"--rows and --new_rows must be > 0, got {rows}, {new_rows}")
+    require(math.isfinite(noise_std) and noise_std >= 0, f"--noise_std must be >= 0, got {noise_std}")
+    require(0 <= outliers <= 1, f"--outliers must be a fraction between 0 and 1, got {outliers}")
     generator = torch.Generator().manual_seed(seed)
     lows, highs, weights = (torch.tensor(v, dtype=torch.float64) for v in zip(*EXAMPLE_FEATURES.values()))
 
@@ -133,35 +159,20 @@ def make_data(
     shifted = torch.rand(rows, generator=generator, dtype=torch.float64) < outliers
     y += shifted * (2 + 4 * torch.rand(rows, generator=generator, dtype=torch.float64))
     names = list(EXAMPLE_FEATURES)
-    write_csv(path, [*names, "y"], [*x.T, y])
-    write_csv(new_rows_path, names, list(features(new_rows).T))
+    write_csv(out, [*names, "y"], [*x.T, y])
+    write_csv(new_rows_out, names, list(features(new_rows).T))
     print(
-        f"wrote {path} ({rows} rows: {', '.join(names)} -> y, {int(shifted.sum())} outliers) and {new_rows_path} "
+        f"wrote {out} ({rows} rows: {', '.join(names)} -> y, {int(shifted.sum())} outliers) and {new_rows_out} "
         f"({new_rows} rows of {', '.join(names)})",
         flush=True,
     )
 
 
 def make_data_main(argv: list[str]) -> None:
-    """``lit-linreg make-data``: write the example CSV files (see :func:`make_data`)."""
-    parser = argparse.ArgumentParser(
-        prog="lit-linreg make-data",
-        description="Write an example CSV, y = 0.7*x1 - 0.2*x2 + 0.03*x3 + 0.3 + noise with a few outliers, and a CSV "
-        "of new rows (features only) to predict. Then: lit-linreg fit --config configs/csv_example.yaml",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--out", default="data/example.csv", help="the training CSV")
-    parser.add_argument("--new_rows_out", default="data/new_rows.csv", help="the CSV of new rows")
-    parser.add_argument("--rows", type=int, default=1000, help="rows in the training CSV")
-    parser.add_argument("--new_rows", type=int, default=10, help="rows in the new-rows CSV")
-    parser.add_argument("--noise_std", type=float, default=0.05, help="standard deviation of the Gaussian noise on y")
-    parser.add_argument("--outliers", type=float, default=0.05, help="fraction of rows whose y is shifted up by 2 to 6")
-    parser.add_argument("--seed", type=int, default=0, help="the data's seed")
-    args = parser.parse_args(argv)
-    require(args.rows > 0 and args.new_rows > 0, f"--rows and --new_rows must be > 0, got {args.rows}, {args.new_rows}")
-    require(math.isfinite(args.noise_std) and args.noise_std >= 0, f"--noise_std must be >= 0, got {args.noise_std}")
-    require(0 <= args.outliers <= 1, f"--outliers must be a fraction between 0 and 1, got {args.outliers}")
-    make_data(args.out, args.new_rows_out, args.rows, args.new_rows, args.noise_std, args.outliers, args.seed)
+    """``lit-linreg make-data [options]``: :func:`make_data` with the options of ``argv``."""
+    from lit_linreg.commands import command_parser  # here: the data classes need no command-line parser
+
+    make_data(**command_parser("lit-linreg make-data", make_data).parse_args(argv).as_dict())
 
 
 __all__ = ["CSVRegressionData", "make_data", "make_data_main"]
