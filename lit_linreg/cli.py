@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import lightning as L
 from jsonargparse import Namespace
@@ -176,18 +176,24 @@ class LitLinregCLI(LightningCLI):
 
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
         self.interrupt = GracefulInterrupt()
-        super().__init__(
-            LinearRegressionTask,
-            RegressionDataModule,
-            trainer_class=LitLinregTrainer,
-            subclass_mode_data=True,
-            seed_everything_default=42,  # the tutorial's: a run without a config is reproducible too
-            args=args,
-            save_config_kwargs={"overwrite": True},
-            # Checkpoints hold the task's plain init arguments (no class paths or instantiators to trust on load).
-            load_from_checkpoint_support=False,
-            **kwargs,
-        )
+        self.run_lock: IO[str] | None = None
+        try:
+            super().__init__(
+                LinearRegressionTask,
+                RegressionDataModule,
+                trainer_class=LitLinregTrainer,
+                subclass_mode_data=True,
+                seed_everything_default=42,  # the tutorial's: a run without a config is reproducible too
+                args=args,
+                save_config_kwargs={"overwrite": True},
+                # Checkpoints hold the task's plain init arguments (no class paths or instantiators to trust on load).
+                load_from_checkpoint_support=False,
+                **kwargs,
+            )
+        finally:
+            if self.run_lock is not None:  # the run's folder is free again once its command has run
+                self.run_lock.close()
+                self.run_lock = None
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -272,7 +278,7 @@ class LitLinregCLI(LightningCLI):
                 self.version, folder = runs.version_of(resumed), resumed  # a resume continues in its own folder
             else:
                 self.version, folder = runs.claim_version(self.run_dir, self.log_root / self.run_name)
-            self.run_lock = runs.lock(folder)  # held until this process ends
+            self.run_lock = runs.lock(folder)  # held until the command has run (see __init__)
             cfg.checkpoint.dirpath = str(folder.resolve())
         if self.requested_model is not None:
             # Lightning re-applies the hyperparameters of --ckpt_path over the parsed model (explicit arguments

@@ -12,7 +12,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -95,10 +94,9 @@ def classify(losses: np.ndarray, lowest: float) -> tuple[str, int | None]:
 
 @contextmanager
 def _quiet_and_isolated() -> Iterator[None]:
-    """No per-run Lightning chatter; the caller's RNG states and PL_GLOBAL_SEED as they were (each run seeds them)."""
+    """No per-run Lightning chatter, and the caller's RNG states as they were (each run seeds them)."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
-    seed = os.environ.get("PL_GLOBAL_SEED")
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
@@ -107,10 +105,6 @@ def _quiet_and_isolated() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-        if seed is None:
-            os.environ.pop("PL_GLOBAL_SEED", None)
-        else:
-            os.environ["PL_GLOBAL_SEED"] = seed
 
 
 class Sweep:
@@ -148,7 +142,9 @@ class Sweep:
         finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, update_attr=False)
         suggestion = finder.suggestion()
         suggestion = None if suggestion is None else float(f"{suggestion:.3g}")
-        lrs, losses = (np.array(finder.results[key][10:-1]) for key in ("lr", "loss"))  # what Lightning plots
+        lrs, losses = (np.array(finder.results[key], dtype=float) for key in ("lr", "loss"))
+        shown = np.isfinite(losses)  # the finder's last step can blow up: plot the steps with a loss to show
+        lrs, losses = lrs[shown], losses[shown]
         save_png(lr_finder_figure(lrs, losses, suggestion, title="Lightning's learning-rate finder"), out)
         found = f"suggests lr={suggestion} (the steepest fall of its smoothed loss)" if suggestion else "found none"
         print(f"lr_find {found}; figure: {out}")
