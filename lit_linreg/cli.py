@@ -415,14 +415,14 @@ class LitLinregCLI(LightningCLI):
         _print(
             f"lit-linreg {self.subcommand}: run '{self.run_name}' on {trainer.accelerator.__class__.__name__} "
             f"({', '.join(str(d) for d in devices)}; {trainer.strategy.__class__.__name__}) | "
-            f"checkpoints: {self._subcommand_config().checkpoint.dirpath or '-'} | logs: {logs}"
+            f"checkpoints: {_shown(self._subcommand_config().checkpoint.dirpath)} | logs: {logs}"
         )
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
         last = checkpoint.last_model_path if isinstance(checkpoint, RunCheckpoint) else ""
         if isinstance(checkpoint, RunCheckpoint) and last:
-            _print(f"checkpoints: last {last} | best {checkpoint.best_model_path or '-'}")
+            _print(f"checkpoints: last {_shown(last)} | best {_shown(checkpoint.best_model_path)}")
         if self.interrupt.stopped_after_epoch is not None:
             raise Interrupted(
                 f"interrupted by {self.interrupt.signal_name}: stopped after epoch "
@@ -432,6 +432,16 @@ class LitLinregCLI(LightningCLI):
             )
 
     before_fit = before_validate = before_test = before_predict = _announce
+
+
+def _shown(path: str | None) -> str:
+    """``path`` relative to the current directory when it lies below it (as the user would type it), else as is."""
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _as_list(value: Any) -> list:

@@ -28,9 +28,9 @@ class DivergenceGuard(Callback):
     ``max_growth`` times the training loss of the fit's first epoch. Gradient descent with a workable learning rate
     lowers the L1 loss, or overshoots it by a small factor while it settles; growing a thousandfold means every step
     overshoots further (the steps are too large for the data's scale), and the parameters then grow without bound
-    until they overflow. The loss is checked after every step while it lives on the CPU (free), and once per epoch
-    at the end of its validation, before the checkpoint callback (which Lightning runs last) can save the epoch:
-    no checkpoint ever holds a diverged state.
+    until they overflow. The losses and parameters are checked once per epoch, at the end of its validation, before
+    the checkpoint callback (which Lightning runs last) can save the epoch: no checkpoint ever holds a diverged state,
+    and no step pays for the check.
 
     Args:
         max_growth: how many times the first epoch's training loss a loss may reach before the fit counts as
@@ -74,11 +74,6 @@ class DivergenceGuard(Callback):
                 f"warning: the training loss did not fall (epoch {self._first_epoch}: {first:.6g}, last epoch: "
                 f"{last:.6g}); model.lr={lr:g} is likely {cause}: compare rates with lit-linreg lr-sweep"
             )
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if isinstance(loss, Tensor) and loss.device.type == "cpu" and not math.isfinite(loss.item()):
-            self._stop(trainer, pl_module, f"the training loss became {loss.item()}")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
