@@ -28,6 +28,7 @@ from lit_linreg.callbacks import (
     RunCheckpoint,
 )
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
+from lit_linreg.config_files import check_config_files
 from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
@@ -37,6 +38,17 @@ from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load
 from lit_linreg.task import LinearRegressionTask
 
 CHECKPOINT_ALIASES = ("last", "best")
+# The options that are groups of options, each set in a config file by a mapping (True: or by a class path). A
+# section left null (`model:` with nothing below it) would silently drop the options an earlier config set in it.
+CONFIG_SECTIONS = {
+    "trainer": False,
+    "model": False,
+    "data": True,
+    "checkpoint": False,
+    "table": False,
+    "figures": False,
+    "divergence": False,
+}
 
 
 class LitLinregCLI(LightningCLI):
@@ -178,9 +190,11 @@ class LitLinregCLI(LightningCLI):
         injected = _option_value(argv, "--ckpt_path")
         if injected in CHECKPOINT_ALIASES:
             injected = None
+        check_config_files(argv, CONFIG_SECTIONS, self.subcommands())
         if injected:  # before the first parse too: the options of its data class (e.g. --data.predict_csv) need it
             argv = self._with_checkpoint(argv, injected)
         self.config = parser.parse_args(argv)
+        self._check_sections()
         path = self._subcommand_config().get("ckpt_path")
         if path in CHECKPOINT_ALIASES:
             alias = path
@@ -202,6 +216,18 @@ class LitLinregCLI(LightningCLI):
         if printing:
             parser.instantiate_classes(self.config)
             parser.parse_args([*argv, *printing])  # prints and exits
+
+    def _check_sections(self) -> None:
+        """Each section parsed from a config given as a string rather than a file (``--config 'model: null'``), which
+        :func:`check_config_files` cannot read, is a group of options too."""
+        cfg, subcommand = self._subcommand_config(), self.config.get("subcommand")
+        for name, class_path in CONFIG_SECTIONS.items():
+            value = cfg.get(name)
+            require(
+                isinstance(value, Namespace) or (class_path and isinstance(value, str)),
+                f"the {name} section is {value!r}, not a group of options; give it options (e.g. --{name}.<option> "
+                f"<value>; `lit-linreg {subcommand or 'fit'} --help` lists them) or leave it out",
+            )
 
     def _with_checkpoint(self, argv: list[str], path: str) -> list[str]:
         """``argv`` with ``--model``/``--data`` JSON of the checkpoint at ``path`` right after the subcommand."""
