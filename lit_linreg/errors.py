@@ -121,7 +121,9 @@ def _parse_error_line(message: str, argv: Sequence[str]) -> str:
         location = config_location(argv, keys)  # a value from a config file: name the file and line
         notes += [f"in {location}"] if location else []
     line += f" ({', '.join(notes)})" if notes else ""
-    return f"{one_line(line)}; " + ("check the path" if re.search("does not exist|is not a file", reason) else f"see `{_help_command(argv)}`")
+    return f"{one_line(line)}; " + (
+        "check the path" if re.search("does not exist|is not a file", reason) else f"see `{_help_command(argv)}`"
+    )
 
 
 _WRAPPERS = ("NestedArg(", "Namespace(", "{")  # jsonargparse's own wrappers of a given value, not what the user wrote

@@ -173,6 +173,12 @@ def test_bad_config_files_over_another_config(content: str, message: str, tmp_pa
     )
 
 
+def test_a_config_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert f"--config: Path is not a file: '{tmp_path}'; check the path" in error_line(
+        capsys, "fit", "--config", tmp_path
+    )
+
+
 def test_a_config_given_as_a_string_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
     line = error_line(capsys, "fit", "--config", "model: null")
     assert "the model section is None, not a group of options; give it options (e.g. --model.<option> <value>" in line
@@ -228,9 +234,9 @@ def test_bugs_keep_their_traceback_and_ctrl_c_exits_130(monkeypatch, capsys) -> 
     assert capsys.readouterr().err.strip().splitlines()[-1] == "lit-linreg: error: interrupted by Ctrl-C"
 
 
-# End to end: the real program in fresh processes, for a value, a checkpoint and a device error (the cases above share
-# their path through main). They start with this module and run beside its other tests (each spends seconds importing
-# torch); the last tests collect them.
+# End to end: the real program in fresh processes, for a value, checkpoints, a config file and a device error (the cases
+# above share their path through main). They start with this module and run beside its other tests (each spends seconds
+# importing torch); the last tests collect them.
 END_TO_END = {
     "bad value": (["fit", "--config", BASE, "--data.step", "0"], "data.step must be > 0"),
     "code-running checkpoint": (
@@ -238,6 +244,11 @@ END_TO_END = {
         "checkpoint evil.ckpt is not a trusted lit-linreg checkpoint",
     ),
     "unavailable accelerator": (["fit", "--config", BASE, "--trainer.accelerator", "gpu"], "accelerator='gpu'"),
+    "null section over another config": (
+        ["fit", "--config", BASE, "--config", "null.yaml"],
+        "config file null.yaml line 2: section 'model' has no options",
+    ),
+    "checkpoint directory": (["test", "--ckpt_path", "."], "checkpoint . is a directory, not a checkpoint file"),
 }
 if HAS_GPU:
     del END_TO_END["unavailable accelerator"]
@@ -247,6 +258,7 @@ if HAS_GPU:
 def end_to_end(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, subprocess.Popen]]]:
     root = tmp_path_factory.mktemp("end_to_end")
     write_code_running_checkpoint(root / "evil.ckpt", root / "code_ran")
+    (root / "null.yaml").write_text("seed_everything: 1\nmodel:\n")
     env = {k: v for k, v in os.environ.items() if k != "LIT_LINREG_VERBOSE"}
     processes = {
         name: subprocess.Popen(
