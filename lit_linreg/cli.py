@@ -38,9 +38,21 @@ from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, r
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
 from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
+from lit_linreg.storage.config_files import check_config_files
 from lit_linreg.task import LinearRegressionTask
 
 CHECKPOINT_ALIASES = ("last", "best")
+# The options that are groups of options, each set in a config file by a mapping (True: or by a class path). A
+# section left null (`model:` with nothing below it) would silently drop the options an earlier config set in it.
+CONFIG_SECTIONS = {
+    "trainer": False,
+    "model": False,
+    "data": True,
+    "checkpoint": False,
+    "table": False,
+    "figures": False,
+    "divergence": False,
+}
 
 
 class LitLinregTrainer(L.Trainer):
@@ -331,9 +343,11 @@ class LitLinregCLI(LightningCLI):
         injected = _option_value(argv, "--ckpt_path")
         if injected in CHECKPOINT_ALIASES:
             injected = None
+        check_config_files(argv, CONFIG_SECTIONS, self.subcommands())
         if injected:  # before the first parse too: the options of its data class (e.g. --data.predict_csv) need it
             argv = self._with_checkpoint(argv, injected)
         self.config = parser.parse_args(argv)
+        self._check_sections()
         path = self._subcommand_config().get("ckpt_path")
         if path in CHECKPOINT_ALIASES:
             alias = path
@@ -355,6 +369,18 @@ class LitLinregCLI(LightningCLI):
         if printing:
             parser.instantiate_classes(self.config)
             parser.parse_args([*argv, *printing])  # prints and exits
+
+    def _check_sections(self) -> None:
+        """Each section parsed from a config given as a string rather than a file (``--config 'model: null'``), which
+        :func:`check_config_files` cannot read, is a group of options too."""
+        cfg, subcommand = self._subcommand_config(), self.config.get("subcommand")
+        for name, class_path in CONFIG_SECTIONS.items():
+            value = cfg.get(name)
+            require(
+                isinstance(value, Namespace) or (class_path and isinstance(value, str)),
+                f"the {name} section is {value!r}, not a group of options; give it options (e.g. --{name}.<option> "
+                f"<value>; `lit-linreg {subcommand or 'fit'} --help` lists them) or leave it out",
+            )
 
     def _with_checkpoint(self, argv: list[str], path: str) -> list[str]:
         """``argv`` with ``--model``/``--data`` JSON of the checkpoint at ``path`` right after the subcommand."""

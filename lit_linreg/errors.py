@@ -6,14 +6,13 @@ its ``exit_code``; any other exception is a programming error and keeps its trac
 
 from __future__ import annotations
 
+import codecs
 import errno
 import math
 import re
 from argparse import ArgumentError
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 
@@ -67,8 +66,8 @@ def as_user_error(error: BaseException, argv: Sequence[str] = ()) -> UserError |
         cause = cause.__cause__ or cause.__context__
     if isinstance(error, ArgumentError):
         message = str(error)
-        yaml_error = _yaml_error(argv) if message.startswith("Problems parsing config") else None
-        return UserError(yaml_error or _parse_error_line(message, argv))
+        file_error = _config_file_error(argv) if message.startswith(_CONFIG_FILE_ERRORS) else None
+        return UserError(file_error or _parse_error_line(message, argv))
     if isinstance(error, MisconfigurationException):  # Lightning's own check of a setting
         return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `{_help_command(argv)}`)")
     if isinstance(error, KeyboardInterrupt):
@@ -127,23 +126,44 @@ def _parse_error_line(message: str, argv: Sequence[str]) -> str:
         if g.strip().startswith("Given value:")
     ]
     value = max(given, key=lambda g: g[0])[1] if given else ""  # the innermost, unless it is jsonargparse's wrapper
-    if value and value not in line and not value.startswith(("NestedArg(", "Namespace(", "{")):
-        line += f" (given: {value})"
-    return f"{one_line(line)}; " + ("check the path" if "does not exist" in reason else f"see `{_help_command(argv)}`")
+    notes = [f"given: {value}"] if value and value not in line and not value.startswith(_WRAPPERS) else []
+    if keys:
+        from lit_linreg.storage.config_files import config_location
+
+        location = config_location(argv, keys)  # a value from a config file: name the file and line
+        notes += [f"in {location}"] if location else []
+    line += f" ({', '.join(notes)})" if notes else ""
+    return f"{one_line(line)}; " + (
+        "check the path" if re.search("does not exist|is not a file", reason) else f"see `{_help_command(argv)}`"
+    )
 
 
-def _yaml_error(argv: Sequence[str]) -> str | None:
-    """The first ``--config`` file in ``argv`` that is not valid YAML, named with the line and column of its error."""
-    paths = [b for a, b in zip(argv, argv[1:]) if a in ("-c", "--config")]
-    paths += [a.partition("=")[2] for a in argv if a.startswith("--config=")]
-    for path in paths:
+_WRAPPERS = ("NestedArg(", "Namespace(", "{")  # jsonargparse's own wrappers of a given value, not what the user wrote
+
+# jsonargparse's messages for a config file it could not read as a mapping of options: empty, a list, not YAML.
+_CONFIG_FILE_ERRORS = ("Problems parsing config", "Unexpected config")
+
+
+def _config_file_error(argv: Sequence[str]) -> str | None:
+    """What is wrong with the first bad ``--config`` file in ``argv`` (see :mod:`lit_linreg.storage.config_files`)."""
+    from lit_linreg.storage.config_files import config_file_error, config_paths
+
+    return next(filter(None, map(config_file_error, config_paths(argv))), None)
+
+
+def not_utf8(data: bytes) -> str | None:
+    """Why ``data`` is not UTF-8 text, naming the first bad byte and its line and column; None if it is UTF-8."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "is UTF-16 text, not UTF-8"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = data.rfind(b"\n", 0, err.start) + 1
+        line, column = data.count(b"\n", 0, err.start) + 1, len(data[start : err.start].decode("utf-8")) + 1
         try:
-            yaml.safe_load(Path(path).read_text())
-        except (OSError, UnicodeDecodeError):
-            continue
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(err, "problem", None) or "it cannot be parsed"
-            return f"config file {path} is not valid YAML: {problem}{where}; fix that line"
+            data.decode("cp1252")
+            guess = ": Latin-1 or Windows-1252?"
+        except UnicodeDecodeError:
+            guess = ""
+        return f"is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column {column}{guess})"
     return None

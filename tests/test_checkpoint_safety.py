@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from lit_linreg.errors import UserError
+from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY
 from lit_linreg.task import LinearRegressionTask
 
 from .bad_inputs import error_line, fit_real_checkpoint, write_bad_checkpoints
@@ -95,3 +97,35 @@ def test_load_from_checkpoint_still_loads_a_good_checkpoint(files: dict[str, Pat
     state = torch.load(files["real"], weights_only=True)["state_dict"]
     assert task.hparams.variant == "manual"
     assert all(torch.equal(task.state_dict()[k], v) for k, v in state.items())
+
+
+def test_a_directory_names_the_checkpoints_in_it(files: dict[str, Path], capsys) -> None:
+    run_dir = files["real"].parent.parent  # checkpoints/<run>/, holding version_0/
+    line = error_line(capsys, "predict", "--ckpt_path", run_dir)
+    assert f"checkpoint {run_dir} is a directory, not a checkpoint file; give one of its files, e.g. " in line
+    assert str(files["real"]) in line and "(or --ckpt_path last (or best) for the newest fit" in line
+    empty = Path("empty_folder")
+    empty.mkdir()
+    line = error_line(capsys, "fit", "--ckpt_path", empty, "--trainer.max_epochs", "1")
+    assert (
+        "checkpoint empty_folder is a directory, and it holds no checkpoint (*.ckpt) files; give a .ckpt file" in line
+    )
+    with pytest.raises(UserError, match="is a directory"):
+        LinearRegressionTask.load_from_checkpoint(run_dir)
+
+
+@pytest.mark.parametrize("entry", [{"format": 99, "data_class": None}, {"format": "2"}, "not a mapping"])
+def test_a_checkpoint_of_another_lit_linreg_version(entry: object, files: dict[str, Path], capsys) -> None:
+    checkpoint = torch.load(files["real"], weights_only=True)
+    assert checkpoint[FORMAT_KEY]["format"] == FORMAT  # what this version writes
+    path = Path("future.ckpt")
+    torch.save({**checkpoint, FORMAT_KEY: entry}, path)
+    shown = repr(entry["format"]) if isinstance(entry, dict) else "None"
+    message = (
+        f"checkpoint future.ckpt was written by another lit-linreg version (checkpoint format {shown}; this version "
+        f"reads formats 1 to {FORMAT}); load it with the lit-linreg that wrote it, or retrain"
+    )
+    for command in ("predict", "test"):
+        assert error_line(capsys, command, "--ckpt_path", path) == f"lit-linreg: error: {message}"
+    with pytest.raises(UserError, match=re.escape(message)):
+        LinearRegressionTask.load_from_checkpoint(path)

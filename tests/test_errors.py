@@ -60,11 +60,42 @@ BAD_VALUES = [  # options added to `fit --config configs/base.yaml`, and what th
     ),
     (["--model.lrr", "1"], "unrecognized arguments: --model.lrr 1; see `lit-linreg fit --help`"),
 ]
-CONFIG_FILES = {  # config file content (None: no such file) -> what the error line says
+CONFIG_FILES = {  # config file content (None: no such file) -> what the error line says ({config}: the file's path)
     None: "--config: File does not exist: ",
     "model:\n  variant: [manual\n  lr: 0.01\n": "not valid YAML: expected ',' or ']', but got ':' at line 3, column 5",
-    "model:\n\tlr: 0.01\n": "is not valid YAML: found character '\\t' that cannot start any token at line 2",
-    "- fit\n": "Unexpected config: - fit",
+    "model:\n\tlr: 0.01\n": "config file {config} is not valid YAML: a tab at line 2, column 1; YAML indents and "
+    "separates with spaces only: use spaces",
+    "model:\n  lr:\t0.01\n": "is not valid YAML: a tab at line 2, column 6",
+    "": "config file {config} is empty: it sets no options; put options in it (e.g. `model: {lr: 0.01}`; "
+    "`lit-linreg fit --print_config` prints every option) or drop --config {config}",
+    "# model:\n#   lr: 0.01\n": "config file {config} is empty: it sets no options",
+    "- fit\n- model\n": "config file {config} holds a list, but a config is a mapping of options (`name: value` "
+    "lines, e.g. `model: {lr: 0.01}`); rewrite it as one",
+    "fit\n": "config file {config} holds the single value 'fit', but a config is a mapping of options",
+    "model: null\n": "config file {config} line 1: section 'model' has no options (it is null, which would drop every "
+    "model option set before it); give it options (e.g. `model: {lr: 0.01}`) or delete the line",
+    "model:\n# lr: 0.01\ntable:\n  every_n_epochs: 0\n": "config file {config} line 1: section 'model' has no options",
+    "data: null\n": "config file {config} line 1: section 'data' has no options",
+    "trainer:\n  max_epochs: 2\ntrainer: null\n": "config file {config} line 3: trainer is set twice (also at line 1)",
+    "seed_everything: 1\ntrainer: null\n": "config file {config} line 2: section 'trainer' has no options",
+    "fit:\n  table: null\n": "config file {config} line 2: section 'table' has no options",
+    "model: 0.01\n": "config file {config} line 1: section 'model' must hold options (`name: value` lines indented "
+    "below it), not '0.01'; e.g. `model: {lr: 0.01}`",
+    "data:\n  class_path: lit_linreg.data.SyntheticRegressionData\n  init_args: [0.7, 0.3]\n": (
+        "config file {config} line 3: data.init_args must hold the class's options"
+    ),
+    "model:\n  lr: 0.01\n  variant: linear\n  lr: 0.02\n": "config file {config} line 4: model.lr is set twice (also "
+    "at line 2), and YAML would silently keep only the last; delete one of them",
+    "model:\n  lr: 1e400\n": "config file {config} line 2: model.lr: 1e400 is too large for a number (it would become "
+    "infinity; floats end near 1.8e308); use a smaller value",
+    "data:\n  init_args:\n    weight: -1.5e+999\n": "config file {config} line 3: data.weight: -1.5e+999 is too large",
+    "model:\n  lr: fast\n": "--model.lr: expected float, got fast (in config file {config} line 2); see "
+    "`lit-linreg fit --help`",
+    "trainer:\n  max_epochs: many\n": "--trainer.max_epochs: expected int (given: many, in config file {config} "
+    "line 2)",
+    "data:\n  init_args:\n    step: small\n": "--data.step: expected float, got small (in config file {config} line 3)",
+    b"# caf\xe9\nmodel:\n  lr: 0.01\n": "config file {config} is not UTF-8 text (byte 0xe9 at line 1, column 6: "
+    "Latin-1 or Windows-1252?); save it as UTF-8",
     "model:\n  lrr: 0.01\n": "Subcommand 'fit' does not accept option 'model.lrr'",
     "data:\n  init_args:\n    stepp: 0.01\n": "--data: Option 'stepp' is not accepted",
 }
@@ -110,14 +141,63 @@ def test_commands_that_cannot_run(args: list[object], message: str, capsys: pyte
 
 
 @pytest.mark.parametrize(("content", "message"), CONFIG_FILES.items())
-def test_bad_config_files(content: str | None, message: str, tmp_path: Path, capsys) -> None:
+def test_bad_config_files(content: str | bytes | None, message: str, tmp_path: Path, capsys) -> None:
     config = tmp_path / "config.yaml"
     if content is not None:
-        config.write_text(content)
+        config.write_bytes(content if isinstance(content, bytes) else content.encode())
     line = error_line(capsys, "fit", "--config", config)
-    assert message in line
+    assert message.replace("{config}", str(config)) in line
     if content is None or "YAML" in message:
         assert str(config) in line  # the file is named
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("model: null\n", "config file {config} line 1: section 'model' has no options"),
+        ("data: null\n", "config file {config} line 1: section 'data' has no options"),
+        ("model:\n  lr: 0.1\n  lr: 0.2\n", "config file {config} line 3: model.lr is set twice"),
+    ],
+)
+def test_bad_config_files_over_another_config(content: str, message: str, tmp_path: Path, capsys) -> None:
+    """A later config file that would silently undo an earlier one's section is refused, also with --ckpt_path (once
+    an AttributeError from LightningCLI's model when the config set `model: null`)."""
+    config = tmp_path / "override.yaml"
+    config.write_text(content)
+    line = error_line(capsys, "fit", "--config", BASE, "--config", config)
+    assert message.replace("{config}", str(config)) in line
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}}, checkpoint)  # refused only after the config files
+    assert message.replace("{config}", str(config)) in error_line(
+        capsys, "fit", "--config", config, "--ckpt_path", checkpoint
+    )
+
+
+def test_a_config_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert f"--config: Path is not a file: '{tmp_path}'; check the path" in error_line(
+        capsys, "fit", "--config", tmp_path
+    )
+
+
+def test_a_config_given_as_a_string_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(capsys, "fit", "--config", "model: null")
+    assert "the model section is None, not a group of options; give it options (e.g. --model.<option> <value>" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "printed"),
+    [
+        ("optimizer: null\nlr_scheduler: null\nckpt_path: null\nseed_everything: 7\n", "seed_everything: 7"),  # nulls
+        ("data: lit_linreg.data.SyntheticRegressionData\n", "class_path: lit_linreg.data.SyntheticRegressionData"),
+        ("model: {variant: linear, lr: 0.05}\n", "lr: 0.05"),  # flow style
+        ("\ufeff# a BOM and Windows line endings\r\nmodel:\r\n  lr: 0.0123\r\n", "lr: 0.0123"),
+    ],
+)
+def test_config_files_that_work(content: str, printed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    Path("ok.yaml").write_text(content, newline="")
+    with pytest.raises(SystemExit) as exit_info:
+        run("fit", "--config", "ok.yaml", "--print_config")
+    assert exit_info.value.code == 0 and printed in capsys.readouterr().out
 
 
 def test_python_users_get_the_same_errors() -> None:
@@ -154,9 +234,9 @@ def test_bugs_keep_their_traceback_and_ctrl_c_exits_130(monkeypatch, capsys) -> 
     assert capsys.readouterr().err.strip().splitlines()[-1] == "lit-linreg: error: interrupted by Ctrl-C"
 
 
-# End to end: the real program in fresh processes, for a value, a checkpoint and a device error (the cases above share
-# their path through main). They start with this module and run beside its other tests (each spends seconds importing
-# torch); the last tests collect them.
+# End to end: the real program in fresh processes, for a value, checkpoints, a config file and a device error (the cases
+# above share their path through main). They start with this module and run beside its other tests (each spends seconds
+# importing torch); the last tests collect them.
 END_TO_END = {
     "bad value": (["fit", "--config", BASE, "--data.step", "0"], "data.step must be > 0"),
     "code-running checkpoint": (
@@ -164,6 +244,11 @@ END_TO_END = {
         "checkpoint evil.ckpt is not a trusted lit-linreg checkpoint",
     ),
     "unavailable accelerator": (["fit", "--config", BASE, "--trainer.accelerator", "gpu"], "accelerator='gpu'"),
+    "null section over another config": (
+        ["fit", "--config", BASE, "--config", "null.yaml"],
+        "config file null.yaml line 2: section 'model' has no options",
+    ),
+    "checkpoint directory": (["test", "--ckpt_path", "."], "checkpoint . is a directory, not a checkpoint file"),
 }
 if HAS_GPU:
     del END_TO_END["unavailable accelerator"]
@@ -173,6 +258,7 @@ if HAS_GPU:
 def end_to_end(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, subprocess.Popen]]]:
     root = tmp_path_factory.mktemp("end_to_end")
     write_code_running_checkpoint(root / "evil.ckpt", root / "code_ran")
+    (root / "null.yaml").write_text("seed_everything: 1\nmodel:\n")
     env = {k: v for k, v in os.environ.items() if k != "LIT_LINREG_VERBOSE"}
     processes = {
         name: subprocess.Popen(

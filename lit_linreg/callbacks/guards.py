@@ -11,7 +11,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from torch import Tensor
 
 from lit_linreg.callbacks.checkpoints import RunCheckpoint
 from lit_linreg.console import echo

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lit_linreg.data import RegressionDataModule
-from lit_linreg.datasets.csv_reader import is_number, read_columns, read_head
+from lit_linreg.datasets.csv_reader import check_delimiter, decimal_comma, is_number, read_columns, read_head
 from lit_linreg.errors import UserError, require
 from lit_linreg.storage.files import write_csv
 
@@ -21,11 +21,13 @@ from lit_linreg.storage.files import write_csv
 class CSVRegressionData(RegressionDataModule):
     """Rows of a CSV file with a header: ``target`` is y, ``features`` (default: every other numeric column) are x.
 
-    A column counts as numeric when its first data row holds a number. The file is read and checked at construction:
-    a bad file, column or value stops with one line naming the file, line and column. ``standardize`` makes the model
-    scale each feature by the training split's mean and standard deviation (kept in every checkpoint, so ``predict``
-    applies the same transform to new rows). ``predict_csv`` names a CSV of new rows holding at least the feature
-    columns (and the target, if known, for errors); without it ``predict`` predicts the test split.
+    A column counts as numeric when its first data row holds a number. Column names match without their surrounding
+    spaces (`` x1`` in the header is ``x1``; ``x 1`` stays ``x 1``). ``delimiter`` separates the values (``,``, ``;``,
+    ``|`` or a tab, written ``\t``), in ``csv_path`` and ``predict_csv`` alike. The file is read and checked at
+    construction: a bad file, column or value stops with one line naming the file, line and column. ``standardize``
+    makes the model scale each feature by the training split's mean and standard deviation (kept in every checkpoint,
+    so ``predict`` applies the same transform to new rows). ``predict_csv`` names a CSV of new rows holding at least
+    the feature columns (and the target, if known, for errors); without it ``predict`` predicts the test split.
 
     Args:
         csv_path: the CSV file, with a header row
@@ -38,6 +40,7 @@ class CSVRegressionData(RegressionDataModule):
         batch_size: rows per batch; null: each split is one batch (the tutorial's full-batch gradient descent)
         shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch) when there are several batches
         seed: seeds the random split and the shuffle (never the model's initialisation)
+        delimiter: the character between values: ``,`` (default), ``;``, ``|`` or a tab (``\t``)
         predict_csv: a CSV of new rows for ``predict``, with the feature columns (and the target, if known); null: the
             test split
     """
@@ -55,16 +58,26 @@ class CSVRegressionData(RegressionDataModule):
         shuffle: bool = True,
         seed: int = 0,
         predict_csv: str | None = None,
+        delimiter: str = ",",
     ) -> None:
         super().__init__(train_split, val_split, split, batch_size, shuffle, seed)
         self.save_hyperparameters()
         self.standardize = standardize
-        header, first = read_head(csv_path, "data.csv_path")
+        self.delimiter = delimiter = check_delimiter(delimiter)
+        target, features = target.strip(), None if features is None else [name.strip() for name in features]
+        header, first = read_head(csv_path, "data.csv_path", delimiter)
         columns = ", ".join(header)
         require(target in header, f"{csv_path} has no column {target!r} (columns: {columns}); set data.target")
         if features is None:
             features = [name for name, cell in zip(header, first) if name != target and is_number(cell)]
             skipped = [name for name in header if name != target and name not in features]
+            for name, cell in zip(header, first):
+                point = decimal_comma(cell) if name in skipped else None
+                require(
+                    not point,
+                    f"{csv_path} line 2, column {name!r}: {cell!r} has a decimal comma; write numbers with a decimal "
+                    f"point ({point})",
+                )
             if skipped:
                 rank_zero_warn(f"{csv_path}: not numeric in line 2, so not used as features: {', '.join(skipped)}")
         unknown = [name for name in features if name not in header]
@@ -73,7 +86,7 @@ class CSVRegressionData(RegressionDataModule):
         require(target not in features, f"data.features must not include the target column {target!r}")
         require(len(set(features)) == len(features), f"data.features names a column twice: {features}")
         self._feature_names, self.target = list(features), target
-        values = torch.from_numpy(read_columns(csv_path, header, [*features, target]))
+        values = torch.from_numpy(read_columns(csv_path, header, [*features, target], delimiter))
         self.x, self.y = values[:, :-1].float(), values[:, -1:].float()
         try:
             self.check_split_sizes(len(self.x))
@@ -110,11 +123,11 @@ class CSVRegressionData(RegressionDataModule):
         return mean.float(), std.float()
 
     def _read_predict_rows(self, path: str) -> tuple[Tensor, ...]:
-        header, _ = read_head(path, "data.predict_csv")
+        header, _ = read_head(path, "data.predict_csv", self.delimiter)
         missing = [name for name in self.feature_names if name not in header]
         require(not missing, f"data.predict_csv {path} lacks the feature column(s) {', '.join(missing)}")
         names = [*self.feature_names, *([self.target] if self.target in header else [])]
-        values = torch.from_numpy(read_columns(path, header, names)).float()
+        values = torch.from_numpy(read_columns(path, header, names, self.delimiter)).float()
         x = values[:, : self.num_features]
         return (x,) if len(names) == self.num_features else (x, values[:, -1:])
 

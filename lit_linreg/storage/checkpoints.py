@@ -47,6 +47,8 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
     module's checkpoint, or hyperparameters that name classes or instantiators lit-linreg does not trust.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(_directory_message(path))
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; list the saved ones with: ls checkpoints/*/")
     if path.stat().st_size == 0:
@@ -69,6 +71,20 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
     task_hyperparameters(checkpoint, path)
     data_config(checkpoint, path)
     return checkpoint
+
+
+def _directory_message(path: Path, shown: int = 4) -> str:
+    """``--ckpt_path`` names a folder: the checkpoint files in it (and its version_N folders), newest first."""
+    found = sorted(path.rglob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+    aliases = "or --ckpt_path last (or best) for the newest fit of the --config's run"
+    if not found:
+        return (
+            f"checkpoint {path} is a directory, and it holds no checkpoint (*.ckpt) files; give a .ckpt file {aliases}"
+        )
+    listing = ", ".join(str(p) for p in found[:shown]) + (
+        f" and {len(found) - shown} more" if len(found) > shown else ""
+    )
+    return f"checkpoint {path} is a directory, not a checkpoint file; give one of its files, e.g. {listing} ({aliases})"
 
 
 # Pickle opcodes that import or call Python objects; a weights-only load allows them only for tensors and containers.
