@@ -7,7 +7,7 @@ holds what every data source shares: the train/val/test split, device placement,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import lightning as L
