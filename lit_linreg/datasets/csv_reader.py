@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ def is_number(cell: str) -> bool:
     return True
 
 
-def _csv_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(path: str) -> Generator[tuple[int, list[str]], None, None]:
     """(line number, fields) of each non-blank line of the CSV file at ``path``, the header first."""
     reader = None
     try:
@@ -60,7 +60,8 @@ def read_head(path: str, option: str) -> tuple[list[str], list[str]]:
     for i, name in enumerate(header):
         require(bool(name), f"{path} line 1: column {i + 1} has no name; name it or remove the column")
         require(header.index(name) == i, f"{path} line 1: the column name {name!r} appears more than once")
-    require(first is not None, f"{path} has a header but no data rows")
+    if first is None:
+        raise UserError(f"{path} has a header but no data rows")
     return header, first
 
 
