@@ -1,12 +1,13 @@
 # Two commands for a fresh machine (only Python 3.11 + pip needed):
 #   make fit    set up .venv if needed, then: lit-linreg fit --config configs/base.yaml
 #   make test   set up .venv if needed, then run the whole test suite (what CI runs)
+#   make lint   ruff check, ruff format --check and mypy (CI runs it after the tests)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup fit test bench tensorboard clean
+.PHONY: setup fit test lint bench tensorboard clean
 
 # Set-up is idempotent: it reruns only when pyproject.toml or the constraints change.
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -22,6 +23,11 @@ fit: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check lit_linreg tests benchmarks
+	$(BIN)/ruff format --check lit_linreg tests benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

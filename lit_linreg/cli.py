@@ -186,6 +186,8 @@ class LitLinregCLI(LightningCLI):
     ``default``; both folders sit under ``--trainer.default_root_dir`` (the current directory by default).
     """
 
+    version: int | None  # the fit's version_N (None: the logger picks the next one)
+
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
         self.interrupt = GracefulInterrupt()
         self.run_lock: IO[str] | None = None
@@ -304,7 +306,7 @@ class LitLinregCLI(LightningCLI):
         trainer_init = self._subcommand_config(self.config_init).trainer
         kwargs["plugins"] = [*_as_list(trainer_init.get("plugins")), AtomicCheckpointIO()]
         # Every callback costs a dispatch on every hook of every epoch: add each only where it does something.
-        stage_callbacks = {
+        stage_callbacks: dict[str | None, list[L.Callback]] = {
             "fit": [self.interrupt, BaselineReport()],
             "test": [BaselineReport()],
             "predict": [PredictionWriter()],
@@ -333,7 +335,7 @@ class LitLinregCLI(LightningCLI):
         """
         self.checkpoint_hparams: dict[str, Any] | None = None
         self.requested_model: Namespace | None = None
-        self.version: int | None = None  # the fit's version_N (None: the logger picks the next one)
+        self.version = None
         if isinstance(args, (dict, Namespace)):
             self.config = parser.parse_object(args)
             return

@@ -7,7 +7,7 @@ holds what every data source shares: the train/val/test split, device placement,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import lightning as L
@@ -52,7 +52,7 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(self.shard_size / self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         size, step = self.shard_size, self.batch_size
         if not self.shuffle:
             for start in range(self.offset, self.offset + size, step):
@@ -219,6 +219,13 @@ class RegressionDataModule(L.LightningDataModule):
         return self._loader(self.predict_rows)
 
 
+def attached_datamodule(trainer: L.Trainer) -> RegressionDataModule | None:
+    """The datamodule ``trainer`` runs with (its public ``trainer.datamodule``) if it is a RegressionDataModule."""
+    # Trainer sets ``datamodule`` from its data connector, not in its class body, so type checkers cannot see it.
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]
+    return datamodule if isinstance(datamodule, RegressionDataModule) else None
+
+
 class SyntheticRegressionData(RegressionDataModule):
     """The tutorial's data: y = weight·x + bias on the grid arange(start, end, step), split 80/20 in order.
 
@@ -321,15 +328,15 @@ class SyntheticRegressionData(RegressionDataModule):
 
     def build_rows(self) -> tuple[Tensor, Tensor]:
         hp = self.hparams
-        generator = torch.Generator().manual_seed(hp.seed)
-        if hp.num_samples is None:
-            x = torch.arange(hp.start, hp.end, hp.step).unsqueeze(dim=1)
+        generator = torch.Generator().manual_seed(hp["seed"])
+        if hp["num_samples"] is None:
+            x = torch.arange(hp["start"], hp["end"], hp["step"]).unsqueeze(dim=1)
         else:
-            x = torch.rand(hp.num_samples, self.num_features, generator=generator)
-            x.mul_(hp.end - hp.start).add_(hp.start)
+            x = torch.rand(hp["num_samples"], self.num_features, generator=generator)
+            x.mul_(hp["end"] - hp["start"]).add_(hp["start"])
         y = self.line(x)
-        if hp.noise_std:
-            y.add_(torch.randn(y.shape, generator=generator), alpha=hp.noise_std)
+        if hp["noise_std"]:
+            y.add_(torch.randn(y.shape, generator=generator), alpha=hp["noise_std"])
         return x, y
 
     def build_predict_rows(self) -> tuple[Tensor, ...]:
@@ -350,4 +357,4 @@ class SyntheticRegressionData(RegressionDataModule):
         return torch.tensor(rows, dtype=torch.float32)
 
 
-__all__ = ["RegressionDataModule", "SyntheticRegressionData"]
+__all__ = ["RegressionDataModule", "SyntheticRegressionData", "attached_datamodule"]

@@ -101,17 +101,19 @@ _KEY = re.compile(r'Parser key "([^"]+)":\s*')
 
 def _parse_error_line(message: str, argv: Sequence[str]) -> str:
     """One line from a jsonargparse message: ``--<option>: <innermost reason> (given: <value>); <how to fix>``."""
-    parsed = []  # (indent, option key or None, reason or "")
+    parsed: list[tuple[int, str | None, str]] = []  # (indent, option key or None, reason or "")
     for line in filter(str.strip, message.splitlines()):
         text = line.strip().removeprefix("- ")
-        key = _KEY.match(text)
-        reason = text[key.end() :] if key else text
-        parsed.append((len(line) - len(line.lstrip()), key and key.group(1), "" if _FRAME.match(reason) else reason))
+        match = _KEY.match(text)
+        reason = text[match.end() :] if match else text
+        key = match.group(1) if match else None
+        parsed.append((len(line) - len(line.lstrip()), key, "" if _FRAME.match(reason) else reason))
     candidates = [i for i, (_, _, reason) in enumerate(parsed) if reason]
     if not candidates:
         return f"{one_line(message)}; see `{_help_command(argv)}`"
     at = max(candidates, key=lambda i: (parsed[i][0], -i))  # the first of the innermost reasons
-    keys, level = [], parsed[at][0] + 1
+    keys: list[str] = []
+    level = parsed[at][0] + 1
     for indent, key, _ in reversed(parsed[: at + 1]):
         if key and indent < level:
             keys.insert(0, key)

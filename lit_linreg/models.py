@@ -43,9 +43,10 @@ class LinearRegression(nn.Module):
         return self.linear_layer.weight.detach()[0], self.linear_layer.bias.detach()
 
 
-VARIANTS: dict[str, type[nn.Module]] = {"manual": ManualLinearRegression, "linear": LinearRegression}
+RegressionModel = ManualLinearRegression | LinearRegression
+VARIANTS: dict[str, type[RegressionModel]] = {"manual": ManualLinearRegression, "linear": LinearRegression}
 
 
-def build_model(variant: Variant, in_features: int = 1) -> nn.Module:
+def build_model(variant: Variant, in_features: int = 1) -> RegressionModel:
     """The plain model for ``variant``; consumes the global RNG exactly as the tutorial's constructor does."""
     return VARIANTS[variant](in_features)

@@ -6,6 +6,7 @@ Run: lit-linreg fit --config configs/base.yaml
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import IO, Any
 
 import lightning as L
@@ -16,8 +17,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lit_linreg.analysis.metrics import RegressionMetrics
-from lit_linreg.data import RegressionDataModule
-from lit_linreg.errors import require
+from lit_linreg.data import attached_datamodule
+from lit_linreg.errors import UserError, require
 from lit_linreg.models import VARIANTS, Variant, build_model
 from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY, load_checkpoint_file
 
@@ -40,6 +41,9 @@ class LinearRegressionTask(L.LightningModule):
         standardize: scale each feature by the training split's mean and std (kept in the checkpoint); set from the
             data's standardize, never directly
     """
+
+    feature_mean: Tensor  # buffers, registered with standardize only
+    feature_std: Tensor
 
     def __init__(
         self, variant: Variant = "linear", lr: float = 0.01, in_features: int = 1, standardize: bool = False
@@ -71,9 +75,9 @@ class LinearRegressionTask(L.LightningModule):
     @classmethod
     def load_from_checkpoint(
         cls,
-        checkpoint_path: str | os.PathLike | IO[bytes],
+        checkpoint_path: str | Path | IO[bytes],
         map_location: Any = None,
-        hparams_file: str | os.PathLike | None = None,
+        hparams_file: str | Path | None = None,
         strict: bool | None = None,
         weights_only: bool | None = None,
         **kwargs: Any,
@@ -94,8 +98,8 @@ class LinearRegressionTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds lit-linreg's entry: the checkpoint format, and the data class a checkpoint alone can rebuild."""
-        datamodule = self.trainer.datamodule
-        data_class = type(datamodule) if isinstance(datamodule, RegressionDataModule) else None
+        datamodule = attached_datamodule(self.trainer)
+        data_class = None if datamodule is None else type(datamodule)
         checkpoint[FORMAT_KEY] = {
             "format": FORMAT,
             "data_class": None if data_class is None else f"{data_class.__module__}.{data_class.__qualname__}",
@@ -107,17 +111,19 @@ class LinearRegressionTask(L.LightningModule):
         found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
         require(
             found == expected,
-            f"the checkpoint's weights {found} do not fit this model (variant={self.hparams.variant!r}, "
-            f"in_features={self.hparams.in_features}, weights {expected}); load it with its own model settings",
+            f"the checkpoint's weights {found} do not fit this model (variant={self.hparams['variant']!r}, "
+            f"in_features={self.hparams['in_features']}, weights {expected}); load it with its own model settings",
         )
         self._checkpoint_lr = checkpoint.get("hyper_parameters", {}).get("lr")
 
     def on_train_start(self) -> None:
         # Resuming restores the optimizer, learning rate included: an lr given for the resumed run must still win.
-        if self._checkpoint_lr not in (None, self.hparams.lr):
-            for group in self.optimizers().optimizer.param_groups:
-                group["lr"] = self.hparams.lr
-            rank_zero_info(f"model.lr={self.hparams.lr} replaces the checkpoint's lr={self._checkpoint_lr}")
+        lr = self.hparams["lr"]
+        if self._checkpoint_lr not in (None, lr):
+            for optimizer in self.trainer.optimizers:  # the one SGD of configure_optimizers
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            rank_zero_info(f"model.lr={lr} replaces the checkpoint's lr={self._checkpoint_lr}")
 
     def forward(self, x: Tensor) -> Tensor:
         if self.standardize:
@@ -128,9 +134,10 @@ class LinearRegressionTask(L.LightningModule):
         truth = self.true_parameters()
         self._truth = None if truth is None else torch.cat(truth).to(self.device, torch.float32)
         if self.standardize:
-            datamodule = self.trainer.datamodule
-            stats = datamodule.feature_stats() if isinstance(datamodule, RegressionDataModule) else None
-            require(stats is not None, "model.standardize needs a datamodule with feature_stats() (the CSV data)")
+            datamodule = attached_datamodule(self.trainer)
+            stats = None if datamodule is None else datamodule.feature_stats()
+            if stats is None:
+                raise UserError("model.standardize needs a datamodule with feature_stats() (the CSV data)")
             self.feature_mean.copy_(stats[0])
             self.feature_std.copy_(stats[1])
 
@@ -236,11 +243,11 @@ class LinearRegressionTask(L.LightningModule):
 
     def true_parameters(self) -> tuple[Tensor, Tensor] | None:
         """The attached datamodule's true (weight, bias), if it has them."""
-        datamodule = self.trainer.datamodule
-        return datamodule.true_parameters() if isinstance(datamodule, RegressionDataModule) else None
+        datamodule = attached_datamodule(self.trainer)
+        return None if datamodule is None else datamodule.true_parameters()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.hparams["lr"])
 
 
 def as_task(module: L.LightningModule) -> LinearRegressionTask:

@@ -23,6 +23,8 @@ class RegressionMetrics(Metric):
     is_differentiable = False
     higher_is_better = None
     full_state_update = False
+    sums: Tensor  # states (add_state): sum of |e|, sum of e², sum of y, sum of y²
+    total: Tensor  # the number of targets
 
     def __init__(self, prefix: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)

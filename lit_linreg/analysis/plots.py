@@ -173,19 +173,22 @@ def _legend_below(fig: Figure, ax: Axes, **kwargs: Any) -> None:
     fig.legend(handles, labels, ncols=len(labels), **kwargs)
 
 
-def _labels_inside(fig: Figure) -> bool:
+def _labels_inside(fig: Figure, canvas: FigureCanvasAgg) -> bool:
     """Whether every axes' title, labels and tick labels lie inside the figure (measured from the last draw)."""
-    renderer, edges = fig.canvas.get_renderer(), fig.bbox
+    renderer, edges = canvas.get_renderer(), fig.bbox
     boxes = [ax.get_tightbbox(renderer, bbox_extra_artists=[]) for ax in fig.axes]  # decorations, not data
-    return all(edges.x0 <= box.x0 and box.x1 <= edges.x1 and box.y1 <= edges.y1 for box in boxes)
+    return all(edges.x0 <= box.x0 and box.x1 <= edges.x1 and box.y1 <= edges.y1 for box in boxes if box is not None)
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> np.ndarray:
     """Render ``fig`` once, write it to ``path`` as a PNG (atomically); returns its (height, width, 4) uint8 pixels."""
-    fig.canvas.draw()
-    if fig.get_layout_engine() is None and not _labels_inside(fig):  # single_axes margins too narrow: widen them
+    canvas = fig.canvas
+    if not isinstance(canvas, FigureCanvasAgg):  # what new_figure and single_axes give every figure
+        raise TypeError(f"save_png draws on the Agg canvas, got a {type(canvas).__name__}; make it with new_figure")
+    canvas.draw()
+    if fig.get_layout_engine() is None and not _labels_inside(fig, canvas):  # single_axes margins too tight: widen them
         fig.tight_layout(rect=(0, LEGEND_INCHES / fig.get_figheight(), 1, 1))
-        fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+        canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba()).copy()
     atomic_write(Path(path), lambda file: imsave(file, pixels, format="png", dpi=DPI))
     return pixels

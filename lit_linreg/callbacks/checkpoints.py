@@ -93,7 +93,9 @@ class RunCheckpoint(Checkpoint):
         return (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def _save(self, trainer: L.Trainer, epoch: int, best: bool = True) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or trainer.global_step in (0, self._saved_step):
+        # Trainer sets its public ``fast_dev_run`` in a setup function, not in its class body: type checkers miss it.
+        fast_dev_run = trainer.fast_dev_run  # type: ignore[attr-defined]
+        if trainer.sanity_checking or fast_dev_run or trainer.global_step in (0, self._saved_step):
             return
         self._saved_step = trainer.global_step
         directory = Path(self.dirpath or ".")

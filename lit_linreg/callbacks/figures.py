@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -26,7 +27,7 @@ from lit_linreg.analysis.plots import (
     save_png,
 )
 from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule
+from lit_linreg.data import attached_datamodule
 from lit_linreg.task import as_task
 
 MAX_POINTS = 2000  # per split and figure
@@ -113,11 +114,11 @@ class FigureWriter(LossHistory):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._start_drawing(trainer):
             return
-        rows, model = _rows(trainer), _describe(pl_module)
-        if rows:
+        rows, model, datamodule = _rows(trainer), _describe(pl_module), attached_datamodule(trainer)
+        if rows and datamodule is not None:  # rows come from a RegressionDataModule's splits
             truth = as_task(pl_module).true_parameters()
             line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
-            *others, last = [f"{len(trainer.datamodule.splits[name][1])} {name}" for name in rows]
+            *others, last = [f"{len(datamodule.splits[name][1])} {name}" for name in rows]
             sizes = f"{', '.join(others)} and {last}" if others else last
             self._draw(trainer, "1_data", rows, None, f"The data: {sizes} rows{line}")
         if self._before_training is not None:
@@ -191,8 +192,9 @@ class FigureWriter(LossHistory):
         pixels = save_png(fig, path)
         step = trainer.global_step if step is None else step
         for logger in trainer.loggers:
-            if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image(f"figures/{name}", pixels, step, dataformats="HWC")
+            experiment: Any = getattr(logger, "experiment", None)  # a logger's own object, if it has one
+            if hasattr(experiment, "add_image"):
+                experiment.add_image(f"figures/{name}", pixels, step, dataformats="HWC")
         self.paths.append(path)
 
     def _announce(self) -> None:
@@ -202,8 +204,8 @@ class FigureWriter(LossHistory):
 
 def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:
     """The datamodule's splits, thinned for plotting; val only when it is a split of its own (not the test split)."""
-    datamodule = trainer.datamodule
-    if not isinstance(datamodule, RegressionDataModule):
+    datamodule = attached_datamodule(trainer)
+    if datamodule is None:
         return {}
     splits = datamodule.splits
     names = ("train", "val", "test") if datamodule.val_split else ("train", "test")
@@ -246,6 +248,6 @@ def _line(weight: Tensor, bias: Tensor) -> str:
 
 
 def _xlabel(trainer: L.Trainer) -> str:
-    datamodule = trainer.datamodule
-    names = datamodule.feature_names if isinstance(datamodule, RegressionDataModule) else ["x"]
+    datamodule = attached_datamodule(trainer)
+    names = ["x"] if datamodule is None else datamodule.feature_names
     return names[0] if len(names) == 1 else f"{names[0]} (the first of {len(names)} features)"

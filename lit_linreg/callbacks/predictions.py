@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule, default_feature_names
+from lit_linreg.data import attached_datamodule, default_feature_names
 from lit_linreg.storage.files import write_csv
 
 
@@ -38,8 +38,8 @@ class PredictionWriter(Callback):
             return
         x, y_pred, *y_true = (torch.cat(parts) for parts in zip(*self._batches))
         self._batches = []
-        datamodule = trainer.datamodule
-        names = datamodule.feature_names if isinstance(datamodule, RegressionDataModule) else []
+        datamodule = attached_datamodule(trainer)
+        names = [] if datamodule is None else datamodule.feature_names
         if len(names) != x.shape[1]:
             names = default_feature_names(x.shape[1])
         header, columns = [*names, "y_pred"], [*x.T, y_pred[:, 0]]

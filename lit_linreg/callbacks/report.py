@@ -14,7 +14,7 @@ from lit_linreg.analysis.baselines import LinearFit
 from lit_linreg.analysis.report import build_report, format_console, format_markdown, report_table
 from lit_linreg.callbacks.checkpoints import RunCheckpoint
 from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule
+from lit_linreg.data import attached_datamodule
 from lit_linreg.storage.files import atomic_write
 from lit_linreg.task import as_task
 
@@ -38,15 +38,15 @@ class BaselineReport(Callback):
         self._report(trainer, pl_module, "fit", last or None)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, pl_module, "test", trainer.ckpt_path)
+        self._report(trainer, pl_module, "test", None if trainer.ckpt_path is None else str(trainer.ckpt_path))
 
     def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, checkpoint: str | None) -> None:
-        datamodule, callback = trainer.datamodule, trainer.checkpoint_callback
+        datamodule, callback = attached_datamodule(trainer), trainer.checkpoint_callback
         # trainer.log_dir is a collective under DDP: every process asks before rank zero writes.
         log_dir = trainer.log_dir
         fit_dir = callback.dirpath if stage == "fit" and isinstance(callback, RunCheckpoint) else None
         directory = Path(fit_dir or log_dir or trainer.default_root_dir)  # test: beside its logs, not in the fit's
-        if not trainer.is_global_zero or not isinstance(datamodule, RegressionDataModule) or not datamodule.splits:
+        if not trainer.is_global_zero or datamodule is None or not datamodule.splits:
             return
         task = as_task(pl_module)
         truth = task.true_parameters()
@@ -82,7 +82,7 @@ class BaselineReport(Callback):
             if value is not None
         }
         for logger in trainer.loggers:
-            experiment = getattr(logger, "experiment", None)
+            experiment: Any = getattr(logger, "experiment", None)  # a logger's own object, if it has one
             if hasattr(experiment, "add_text"):
                 experiment.add_text("report", markdown, trainer.global_step)
             logger.log_metrics(scalars, step=trainer.global_step)

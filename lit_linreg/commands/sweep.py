@@ -27,7 +27,7 @@ from lit_linreg.analysis.report import lowest_l1_loss
 from lit_linreg.callbacks.figures import LossHistory
 from lit_linreg.cli import LitLinregCLI
 from lit_linreg.commands import command_parser, option_help
-from lit_linreg.errors import require
+from lit_linreg.errors import UserError, require
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
@@ -126,12 +126,13 @@ class Sweep:
         """One run with ``model.lr = lr``, classified by its training loss."""
         cli = self.build("--model.lr", repr(lr), "--trainer.callbacks+=lit_linreg.callbacks.figures.LossHistory")
         cli.trainer.fit(cli.model, cli.datamodule)
-        history = next(c for c in cli.trainer.callbacks if isinstance(c, LossHistory))
+        # Trainer sets its public ``callbacks`` list from a connector, not in its class body: type checkers miss it.
+        history = next(c for c in cli.trainer.callbacks if isinstance(c, LossHistory))  # type: ignore[attr-defined]
         curves = {name.replace("_", " "): curve for name, curve in history.curves().items() if len(curve[0])}
         require("train loss" in curves, "the sweep's runs trained no epoch: give them some (--trainer.max_epochs)")
         weight, bias = (format_numbers(t.tolist()) for t in cli.model.coefficients())
         truth = cli.model.true_parameters()
-        self.truth = None if truth is None else tuple(format_numbers(t.tolist()) for t in truth)
+        self.truth = None if truth is None else (format_numbers(truth[0].tolist()), format_numbers(truth[1].tolist()))
         if self.lowest is None:
             self.lowest = lowest_l1_loss(*cli.datamodule.splits["train"])
         return Run(lr, curves, *classify(curves["train loss"][1], self.lowest), weight, bias, note)
@@ -140,6 +141,8 @@ class Sweep:
         """Lightning's learning-rate finder on the same run: prints its suggestion and draws its curve into ``out``."""
         cli = self.build("--trainer.max_epochs", "-1")  # the finder stops by itself after its 100 steps
         finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, update_attr=False)
+        if finder is None:  # Lightning skips the finder under fast_dev_run
+            raise UserError("Lightning's learning-rate finder does not run with --trainer.fast_dev_run; drop it")
         suggestion = finder.suggestion()
         suggestion = None if suggestion is None else float(f"{suggestion:.3g}")
         lrs, losses = (np.array(finder.results[key], dtype=float) for key in ("lr", "loss"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -18,12 +19,14 @@ from lit_linreg.analysis.plots import gradient_figure, save_png
 from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import require
 
+Weight = TypeVar("Weight", np.ndarray, float)  # one weight, or an array of them
 
-def mse_loss(w: np.ndarray | float, x: float, target: float, bias: float) -> np.ndarray | float:
+
+def mse_loss(w: Weight, x: float, target: float, bias: float) -> Weight:
     return ((w * x + bias) - target) ** 2
 
 
-def mse_gradient(w: np.ndarray | float, x: float, target: float, bias: float) -> np.ndarray | float:
+def mse_gradient(w: Weight, x: float, target: float, bias: float) -> Weight:
     return 2 * x * (w * x + bias - target)
 
 

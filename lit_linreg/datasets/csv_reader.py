@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ def check_delimiter(delimiter: str, option: str = "data.delimiter") -> str:
     return delimiter
 
 
-def _csv_rows(path: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(path: str, delimiter: str = ",") -> Generator[tuple[int, list[str]], None, None]:
     """(line number, fields) of each non-blank line of the CSV file at ``path``, the header first."""
     reader = None
     try:
@@ -97,11 +97,11 @@ def read_head(path: str, option: str, delimiter: str = ",") -> tuple[list[str], 
     for i, name in enumerate(header):
         require(bool(name), f"{path} line 1: column {i + 1} has no name; name it or remove the column")
         require(header.index(name) == i, f"{path} line 1: the column name {name!r} appears more than once")
-    require(
-        first is not None,
-        f"{path} has a header but no data rows; add the rows below the header, one value per column (or check "
-        f"{option})",
-    )
+    if first is None:
+        raise UserError(
+            f"{path} has a header but no data rows; add the rows below the header, one value per column (or check "
+            f"{option})"
+        )
     return header, first
 
 

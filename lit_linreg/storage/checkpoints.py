@@ -30,13 +30,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     next save of the same checkpoint removes it.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        atomic_write(path, lambda file: torch.save(checkpoint, file))
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        target = Path(path)
+        atomic_write(target, lambda file: torch.save(checkpoint, file))
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
             stale.unlink(missing_ok=True)
 
-    def load_checkpoint(self, path: str, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return load_checkpoint_file(path, map_location or "cpu")
 
 

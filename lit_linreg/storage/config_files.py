@@ -163,7 +163,7 @@ def _section_problems(
         if key in scopes and isinstance(value, MappingNode):
             yield from _section_problems(value, where, sections, ())
             continue
-        if key not in sections:
+        if key is None or key not in sections:
             continue
         example = _EXAMPLES.get(key, "name: value")
         if isinstance(value, ScalarNode) and value.tag == _NULL_TAG:

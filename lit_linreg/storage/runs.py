@@ -93,7 +93,8 @@ def find_checkpoint(run_dir: Path, alias: str, fitting: bool = False) -> str | N
     best = next((s.get("best_model_path") for k, s in states.items() if k.startswith("RunCheckpoint")), None)
     if best and not Path(best).is_file():  # the run folder was moved: look beside last.ckpt
         best = str(last.parent / Path(best).name)
-    require(bool(best) and Path(best).is_file(), f"--ckpt_path best: {last} names no existing best checkpoint")
+    if not best or not Path(best).is_file():
+        raise UserError(f"--ckpt_path best: {last} names no existing best checkpoint")
     return best
 
 
