@@ -218,14 +218,16 @@ class LinearRegressionTask(L.LightningModule):
         train = self.epoch_metrics("train")
         if not train:
             return
-        self.log("train_loss", train["train_loss"], prog_bar=True, sync_dist=True)
+        if self.trainer.progress_bar_callback is not None:  # self.log only for what shows it: the bar
+            self.log("train_loss", train["train_loss"], prog_bar=True, sync_dist=True)
         if not self.loggers:
             return
         values = {**train, **self.parameter_summary()}
         if self._validated_at_step == self.global_step:
             values.update(self.epoch_metrics("val"))
-        values.pop("train_loss")
-        values.pop("val_loss", None)  # both logged above, through self.log
+        if self.trainer.progress_bar_callback is not None:
+            values.pop("train_loss")  # logged above, through self.log
+        values.pop("val_loss", None)  # logged through self.log when validation ended
         numbers = dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist()))
         for logger in self.loggers:
             logger.log_metrics({**numbers, "epoch": self.current_epoch}, step=self.global_step)

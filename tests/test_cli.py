@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,11 @@ def test_an_lr_given_on_resume_replaces_the_checkpoints() -> None:
     checkpoint = torch.load("checkpoints/base/version_0/last.ckpt", weights_only=True)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
     assert checkpoint["hyper_parameters"]["lr"] == 0.5
+
+
+def test_the_progress_bar_shows_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "true")
+    captured = capsys.readouterr()
+    bar = captured.out + captured.err
+    assert re.search(r"train_loss=0\.\d+", bar) and re.search(r"val_loss=0\.\d+", bar), bar[-500:]
+    assert "tensor(" not in bar
