@@ -12,6 +12,7 @@ from typing import IO, Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -70,6 +71,7 @@ class LinearRegressionTask(L.LightningModule):
         self.test_metrics = RegressionMetrics(prefix="test_")
         self._truth: Tensor | None = None  # true (weight..., bias), cached at fit start
         self._validated_at_step = -1
+        self._self_logged: set[str] = set()  # the losses that go through self.log (see on_fit_start)
         self._checkpoint_lr: float | None = None  # the lr of the checkpoint a fit resumes from
 
     @classmethod
@@ -131,6 +133,11 @@ class LinearRegressionTask(L.LightningModule):
         return self.model(x)
 
     def on_fit_start(self) -> None:
+        trainer = self.trainer
+        monitored = {cb.monitor for cb in trainer.callbacks if isinstance(cb, (ModelCheckpoint, EarlyStopping))}
+        monitored |= {config.monitor for config in trainer.lr_scheduler_configs if config.monitor}
+        shown = {"train_loss", "val_loss"} if trainer.progress_bar_callback is not None else set()
+        self._self_logged = (monitored | shown) & {"train_loss", "val_loss"}
         truth = self.true_parameters()
         self._truth = None if truth is None else torch.cat(truth).to(self.device, torch.float32)
         if self.standardize:
@@ -169,8 +176,11 @@ class LinearRegressionTask(L.LightningModule):
         return self(batch[0])
 
     # Epoch-level reporting. A stage's metrics restart at its epoch start, so they are complete from its last batch
-    # on, whichever hook reads them; ``self.log`` (about 0.3 ms per key and call) carries only the two losses, for the
-    # checkpoint monitor and the progress bar, and the rest goes to the loggers in one ``log_metrics`` call per epoch.
+    # on, whichever hook reads them (lit-linreg's callbacks read them here, through epoch_metrics). ``self.log`` costs
+    # about 0.3-1 ms per key and epoch in Lightning 2.6 (benchmarks/overheads.py), more than this task's whole step,
+    # so a fit sends through it only what Lightning itself reads: a loss that a ModelCheckpoint, EarlyStopping or
+    # lr-scheduler monitors, and the losses a progress bar shows. The loggers get everything in one ``log_metrics``
+    # call per epoch.
     def stage_metrics(self, stage: str) -> RegressionMetrics:
         """The torchmetrics metric (MAE, MSE, R²) of ``stage``: train, val or test."""
         metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}
@@ -185,16 +195,33 @@ class LinearRegressionTask(L.LightningModule):
         (torchmetrics caches it), which under DDP is a collective: call it on every rank.
         """
         metrics = self.stage_metrics(stage)
-        if not metrics.update_called:
+        if not metrics.update_called or (stage == "val" and self._validation_stale()):
             return {}
         computed = metrics.compute()
         return {f"{stage}_loss": computed[f"{stage}_mae"], **computed}
+
+    def _validation_stale(self) -> bool:
+        """In a fit, whether this training epoch has run no validation (yet): the val metrics are an older epoch's."""
+        trainer = self._attached_trainer()
+        return (
+            trainer is not None
+            and trainer.state.fn == TrainerFn.FITTING
+            and not (trainer.sanity_checking or self._validated_at_step == trainer.global_step)
+        )
+
+    def _attached_trainer(self) -> L.Trainer | None:
+        try:
+            return self.trainer
+        except RuntimeError:  # not attached: a task used on its own
+            return None
 
     def on_train_epoch_start(self) -> None:
         self.train_metrics.reset()
 
     def on_validation_epoch_start(self) -> None:
         self.val_metrics.reset()
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+            self._validated_at_step = self.global_step  # this training epoch's validation
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics.reset()
@@ -202,13 +229,13 @@ class LinearRegressionTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        values = self.epoch_metrics("val")
-        if not values:
-            return
         if self.trainer.state.fn == TrainerFn.FITTING:
-            self.log("val_loss", values["val_loss"], prog_bar=True, sync_dist=True)  # what the checkpoint monitors
-            self._validated_at_step = self.global_step
-        else:  # validate: one epoch, so Lightning's own logging (and its results table) costs nothing here
+            values = self.epoch_metrics("val")
+            if values and "val_loss" in self._self_logged:
+                self.log("val_loss", values["val_loss"], prog_bar=True, sync_dist=True)
+            return
+        values = self.epoch_metrics("val")
+        if values:  # validate: one epoch, so Lightning's own logging (and its results table) costs nothing here
             self.log_dict(values, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
@@ -218,16 +245,13 @@ class LinearRegressionTask(L.LightningModule):
         train = self.epoch_metrics("train")
         if not train:
             return
-        if self.trainer.progress_bar_callback is not None:  # self.log only for what shows it: the bar
+        if "train_loss" in self._self_logged:
             self.log("train_loss", train["train_loss"], prog_bar=True, sync_dist=True)
         if not self.loggers:
             return
-        values = {**train, **self.parameter_summary()}
-        if self._validated_at_step == self.global_step:
-            values.update(self.epoch_metrics("val"))
-        if self.trainer.progress_bar_callback is not None:
-            values.pop("train_loss")  # logged above, through self.log
-        values.pop("val_loss", None)  # logged through self.log when validation ended
+        values = {**train, **self.epoch_metrics("val"), **self.parameter_summary()}
+        for key in self._self_logged:
+            values.pop(key, None)  # Lightning sends those to the loggers itself
         numbers = dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist()))
         for logger in self.loggers:
             logger.log_metrics({**numbers, "epoch": self.current_epoch}, step=self.global_step)

@@ -16,6 +16,9 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_linreg.errors import require
+from lit_linreg.task import LinearRegressionTask
+
+STAGES = ("train", "val", "test")
 
 
 class RunCheckpoint(Checkpoint):
@@ -107,7 +110,10 @@ class RunCheckpoint(Checkpoint):
             self.last_model_path = str(path)
 
     def _save_best(self, trainer: L.Trainer, directory: Path, epoch: int) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
+        stage = self.monitor.partition("_")[0]  # the task's own record first: no self.log needed for it
+        task = trainer.lightning_module
+        record = task.epoch_metrics(stage) if isinstance(task, LinearRegressionTask) and stage in STAGES else {}
+        value = record.get(self.monitor, trainer.callback_metrics.get(self.monitor))
         if value is None or not math.isfinite(score := float(value)):
             return
         best = self.best_model_score

@@ -52,7 +52,7 @@ class LossHistory(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, and not at the train epoch end, so that epochs without validation add no stale value.
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            self._record(trainer, "val_loss", trainer.callback_metrics.get("val_loss"))
+            self._record(trainer, "val_loss", as_task(pl_module).epoch_metrics("val").get("val_loss"))
 
     def _record(self, trainer: L.Trainer, key: str, value: Tensor | None) -> None:
         if value is not None:

@@ -87,7 +87,7 @@ class DivergenceGuard(Callback):
         self._checked_step = trainer.global_step
         task = as_task(pl_module)
         train = task.epoch_metrics("train").get("train_loss")
-        losses = {"training": train, "validation": trainer.callback_metrics.get("val_loss")}
+        losses = {"training": train, "validation": task.epoch_metrics("val").get("val_loss")}
         for name, loss in losses.items():
             if loss is not None and not math.isfinite(loss.item()):
                 self._stop(trainer, pl_module, f"the {name} loss became {loss.item()}")

@@ -43,7 +43,7 @@ class EpochTable(Callback):
         if not self._header_printed:  # with the first row: whatever the run printed at its start comes before
             echo(f"{'epoch':>5} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
             self._header_printed = True
-        val_loss = trainer.callback_metrics.get("val_loss")  # logged by the task when this epoch's validation ended
+        val_loss = task.epoch_metrics("val").get("val_loss")  # empty in an epoch without validation
         losses = [fixed_width(v.item(), 10, 6) if v is not None else f"{'-':>10}" for v in (train_loss, val_loss)]
         weight, bias = task.coefficients()
         echo(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {fixed_width(bias.item(), 6, 4)}")
