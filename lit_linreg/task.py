@@ -134,10 +134,13 @@ class LinearRegressionTask(L.LightningModule):
 
     def on_fit_start(self) -> None:
         trainer = self.trainer
-        monitored = {cb.monitor for cb in trainer.callbacks if isinstance(cb, (ModelCheckpoint, EarlyStopping))}
-        monitored |= {config.monitor for config in trainer.lr_scheduler_configs if config.monitor}
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's callback connector
+        monitored: set[str | None] = {
+            cb.monitor for cb in callbacks if isinstance(cb, (ModelCheckpoint, EarlyStopping))
+        }
+        monitored |= {config.monitor for config in trainer.lr_scheduler_configs}
         shown = {"train_loss", "val_loss"} if trainer.progress_bar_callback is not None else set()
-        self._self_logged = (monitored | shown) & {"train_loss", "val_loss"}
+        self._self_logged = {key for key in ("train_loss", "val_loss") if key in monitored or key in shown}
         truth = self.true_parameters()
         self._truth = None if truth is None else torch.cat(truth).to(self.device, torch.float32)
         if self.standardize:
