@@ -38,3 +38,21 @@ def test_the_readme_python_block_trains_the_tutorial(tmp_path: Path) -> None:
     assert not [w for w in warnings if "lit_linreg" in w], warnings
     for caused in ("weights_only", "logging interval", "hp_metric"):
         assert caused not in result.stderr
+
+
+def test_lightnings_own_monitoring_callbacks_see_the_losses(tmp_path: Path) -> None:
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from lit_linreg import LinearRegressionTask, SyntheticRegressionData
+
+    L.seed_everything(42)
+    stopper = EarlyStopping(monitor="val_loss", patience=3)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="train_loss")
+    trainer = L.Trainer(
+        max_epochs=400, callbacks=[stopper, checkpoint], logger=False, enable_progress_bar=False, log_every_n_steps=1
+    )
+    trainer.fit(LinearRegressionTask(variant="manual", lr=0.005), datamodule=SyntheticRegressionData())
+    assert {"val_loss", "train_loss"} <= trainer.callback_metrics.keys()
+    assert 300 < stopper.stopped_epoch < 399  # the tutorial's val loss stops improving near epoch 350
+    assert checkpoint.best_model_score is not None
