@@ -275,8 +275,13 @@ def _standardize(data: RegressionDataModule) -> bool:
     return data.standardize
 
 
+def _feature_names(data: RegressionDataModule) -> list[str] | None:
+    names = getattr(data, "feature_names", None)  # the CSV data's columns; None for the synthetic data
+    return None if names is None else list(names)
+
+
 # Model hyperparameters that the data decide (linked at instantiation, so never set directly).
-LINKED_FROM_DATA = {"in_features": _num_features, "standardize": _standardize}
+LINKED_FROM_DATA = {"in_features": _num_features, "standardize": _standardize, "feature_names": _feature_names}
 
 
 _print = rank_zero_only(echo)
