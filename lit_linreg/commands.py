@@ -15,6 +15,8 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.sweep:main", "train once per learning rate, compare the runs"),
     "make-data": ("lit_linreg.csv_data:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
+    "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
+    "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
 }
 
 
