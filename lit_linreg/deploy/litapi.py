@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import warnings
 from typing import Any
 
 import litserve as ls
@@ -130,7 +131,9 @@ def build_server(
     fast_queue: bool,
 ) -> ls.LitServer:
     """The LitServer for one checkpoint: one CPU worker, ``/predict`` guarded, no OpenAPI pages."""
-    api = PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    with warnings.catch_warnings():  # "both batch and unbatch methods implemented, but max_batch_size" 1: on purpose
+        warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch methods")
+        api = PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     return ls.LitServer(
         api,
         accelerator="cpu",

@@ -18,15 +18,19 @@ def parse_function_arguments(function: Callable[..., Any], command: str, argv: l
     """``argv`` parsed as the options of ``function`` (one ``--name`` per parameter, its help from the docstring)."""
     summary = (function.__doc__ or "").strip().split("\n\n")[0]
     description = " ".join(line.strip() for line in (function.__doc__ or "").split("Args:")[0].splitlines()).strip()
-    parser = ArgumentParser(
-        prog=f"lit-linreg {command}", description=description or summary, exit_on_error=False, default_meta=False
-    )
+    parser = ArgumentParser(prog=f"lit-linreg {command}", description=description or summary, exit_on_error=False)
     parser.add_function_arguments(function, fail_untyped=True, as_group=False)
     try:
         config = parser.parse_args(argv)
     except ArgumentError as err:
         message = one_line(str(err)).rstrip(".")
         message = re.sub(r'Parser key "([^"]+)":\s*', r"--\1: ", message)
+        message = re.sub(r"<class '(\w+)'>", r"\1", message)
+        message = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", message)
+        message = re.sub(r"Expected (an? )?", "expected ", message).replace(". Got value: ", ", got ")
+        required = re.match(r"the following arguments are required: (.*)", message)
+        if required:
+            message = "missing " + ", ".join(f"--{name.strip()}" for name in required.group(1).split(","))
         raise UserError(f"{message}; see `lit-linreg {command} --help`") from None
     return config.as_dict()
 
