@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (only Python 3.11 + pip needed):
 #   make fit    set up .venv if needed, then: lit-linreg fit --config configs/base.yaml
 #   make test   set up .venv if needed, then run the whole test suite (what CI runs)
+# Set-up installs the dev extra, which includes the serve and export extras (lit-linreg serve / export).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,6 +26,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/serve_bench.py
 
 tensorboard: setup
 	$(BIN)/tensorboard --logdir lightning_logs
