@@ -1,11 +1,15 @@
 """Benchmark: ``lit-linreg serve`` (LitServe) against a minimal FastAPI + uvicorn endpoint calling the same model.
 
-Run: make bench   (or .venv/bin/python benchmarks/serve_bench.py [--requests 400] [--repeats 3])
+Run: make bench   (or .venv/bin/python benchmarks/serve_bench.py [--requests 800] [--rounds 3])
 
 Both servers run on this machine, on loopback, started by this script one at a time, each loading the same tutorial
-checkpoint (trained here first). Each is measured with 1 and 8 concurrent clients (keep-alive connections, one
-``{"x": [0.8]}`` request at a time per client) after a warm-up; every answer is checked. Each row is the median of
-``--repeats`` runs. Then ``lit-linreg serve``'s batching settings are compared at 8 clients. Prints markdown tables.
+checkpoint (trained here first). Each is measured with 1 and 8 concurrent clients (threads of this script, each on
+its own keep-alive connection, one ``{"x": [0.8]}`` request at a time) after a warm-up; every answer is checked. The
+two servers alternate for ``--rounds`` rounds and each row is the median, because the load of a shared 2-core
+machine drifts. Then ``lit-linreg serve``'s batching settings, one round each. Prints markdown tables.
+
+The minimal endpoint is the least a FastAPI service can do: parse the JSON, call the model, return the list (no
+checks of the request). The clients share the machine's cores with the servers.
 """
 
 from __future__ import annotations
@@ -144,27 +148,28 @@ def load(port: int, clients: int, requests_per_client: int) -> dict[str, float]:
     }
 
 
-def measure(server: Server, clients: int, requests: int, repeats: int) -> dict[str, float]:
+def measure(server: Server, clients: int, requests: int) -> dict[str, float]:
     load(server.port, clients, max(10, requests // (4 * clients)))  # warm-up
-    runs = [load(server.port, clients, requests // clients) for _ in range(repeats)]
+    return load(server.port, clients, requests // clients)
+
+
+def median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per measurement (split over the clients)")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per row (the median is reported)")
+    parser.add_argument("--requests", type=int, default=800, help="requests per measurement (split over the clients)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the main comparison (the median is reported)")
     parser.add_argument(
         "--batching",
         default="1:0,4:0.001,8:0.001,8:0.005,16:0.002,32:0.005",
-        help="max_batch_size:batch_timeout settings compared at 8 clients",
+        help="max_batch_size:batch_timeout settings of lit-linreg serve to compare (one round each)",
     )
     args = parser.parse_args()
     python = sys.executable
+    env_line = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     with tempfile.TemporaryDirectory() as tmp:
-        env_line = (
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        )
         print(f"serve benchmark on {env_line}; training the tutorial checkpoint...", flush=True)
         subprocess.run(
             [python, "-m", "lit_linreg", "fit", "--config", str(ROOT / "configs" / "base.yaml"),
@@ -175,41 +180,49 @@ def main() -> None:
         script = Path(tmp) / "minimal_server.py"
         script.write_text(MINIMAL_SERVER)
         serve = [python, "-m", "lit_linreg", "serve", "--ckpt_path", ckpt, "--port", "{port}"]
-        rows = []
-        for name, command in [
-            ("minimal FastAPI + uvicorn", [python, str(script), ckpt, "{port}"]),
-            ("lit-linreg serve (defaults)", serve),
-        ]:
+        servers = {"minimal FastAPI + uvicorn": [python, str(script), ckpt, "{port}"], "lit-linreg serve": serve}
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+
+        def measure_all(name: str, command: list[str]) -> None:
             server = Server(command, tmp)
             try:
                 for clients in (1, 8):
-                    rows.append((name, clients, measure(server, clients, args.requests, args.repeats)))
-                    print(f"  {name}, {clients} clients: {rows[-1][2]}", flush=True)
-            finally:
-                server.stop()
-        batching = []
-        for setting in args.batching.split(","):
-            size, timeout = setting.split(":")
-            server = Server([*serve, "--max_batch_size", size, "--batch_timeout", timeout], tmp)
-            try:
-                batching.append((size, timeout, measure(server, 8, args.requests, args.repeats)))
-                print(f"  max_batch_size {size}, batch_timeout {timeout}: {batching[-1][2]}", flush=True)
+                    result = measure(server, clients, args.requests)
+                    runs.setdefault((name, clients), []).append(result)
+                    numbers = ", ".join(f"{k} {v:.2f}" for k, v in result.items())
+                    print(f"  {name}, {clients} client(s): {numbers}", flush=True)
             finally:
                 server.stop()
 
-    minimal = {clients: result["rps"] for name, clients, result in rows if name.startswith("minimal")}
-    print(f"\n{args.requests} requests of {BODY.decode()} per measurement, median of {args.repeats}; {env_line}\n")
+        for _ in range(args.rounds):  # interleaved: the machine's load drifts between rounds
+            for name, command in servers.items():
+                measure_all(name, command)
+        settings = [setting.split(":") for setting in args.batching.split(",")]
+        for size, timeout in settings:
+            measure_all(f"{size}:{timeout}", [*serve, "--max_batch_size", size, "--batch_timeout", timeout])
+
+    minimal = {clients: median(runs[("minimal FastAPI + uvicorn", clients)])["rps"] for clients in (1, 8)}
+    print(
+        f"\n{args.requests} requests of {BODY.decode()} per measurement on keep-alive connections; {env_line}; "
+        f"median of {args.rounds} interleaved rounds\n"
+    )
     print("| server | clients | requests/s | p50 ms | p99 ms | vs minimal |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, clients, r in rows:
-        ratio = r["rps"] / minimal[clients]
-        print(f"| {name} | {clients} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {ratio:.2f}x |")
-    print("\nlit-linreg serve, 8 clients, by batching setting:\n")
-    print("| max_batch_size | batch_timeout s | requests/s | p50 ms | p99 ms | vs minimal |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size, timeout, r in batching:
-        ratio = r["rps"] / minimal[8]
-        print(f"| {size} | {timeout} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {ratio:.2f}x |")
+    for name in servers:
+        for clients in (1, 8):
+            r = median(runs[(name, clients)])
+            ratio = r["rps"] / minimal[clients]
+            print(f"| {name} | {clients} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {ratio:.2f}x |")
+    print("\nlit-linreg serve by batching setting (one round each; vs minimal: its median above):\n")
+    print("| max_batch_size | batch_timeout s | clients | requests/s | p50 ms | p99 ms | vs minimal |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size, timeout in settings:
+        for clients in (1, 8):
+            r = runs[(f"{size}:{timeout}", clients)][0]
+            ratio = r["rps"] / minimal[clients]
+            print(
+                f"| {size} | {timeout} | {clients} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {ratio:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ class PredictGuard:
         except RequestError as err:
             await _send_json(send, err.status, {"detail": err.message})
             return
-        canonical = json.dumps({"x": rows}).encode()
+        canonical = json.dumps({"x": rows}, separators=(",", ":")).encode()
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(canonical)).encode())]
         replayed = False
@@ -117,7 +117,7 @@ class PredictGuard:
 
 
 async def _send_json(send: Any, status: int, content: dict) -> None:
-    body = json.dumps(content).encode()
+    body = json.dumps(content, separators=(",", ":")).encode()  # compact, as FastAPI answers
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -180,8 +180,8 @@ class RowParser:
         if not (math.isfinite(number) and abs(number) <= FLOAT32_MAX):
             raise RequestError(
                 422,
-                f"{where} is {value!r}: beyond float32's range (±3.4e38), which the model computes in; send a "
-                f"smaller number",
+                f"{where} is {value!r}: beyond float32's range (magnitudes up to 3.4e38), which the model computes "
+                f"in; send a smaller number",
             )
         return number
 
