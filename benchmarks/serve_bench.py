@@ -2,11 +2,14 @@
 
 Run: make bench   (or .venv/bin/python benchmarks/serve_bench.py [--requests 800] [--rounds 3])
 
-Both servers run on this machine, on loopback, started by this script one at a time, each loading the same tutorial
-checkpoint (trained here first). Each is measured with 1 and 8 concurrent clients (threads of this script, each on
-its own keep-alive connection, one ``{"x": [0.8]}`` request at a time) after a warm-up; every answer is checked. The
-two servers alternate for ``--rounds`` rounds and each row is the median, because the load of a shared 2-core
-machine drifts. Then ``lit-linreg serve``'s batching settings, one round each. Prints markdown tables.
+The servers run on this machine, on loopback, each loading the same tutorial checkpoint (trained here first): the
+minimal endpoint for the whole run, and beside it, one at a time, ``lit-linreg serve`` with its defaults, with
+``--fast_queue false`` (LitServe's multiprocessing queue for the answers instead of ZeroMQ) and with each batching
+setting. Every measurement of ``lit-linreg serve`` follows one of the minimal endpoint, taken while lit-linreg serve
+is paused (SIGSTOP: LitServe's batched loop polls its queue even when idle), so both see the same load of a shared
+machine; "vs minimal" is the median of those pairs' ratios. A measurement: 1 or 8 concurrent clients (threads of
+this script, each on its own keep-alive connection, one ``{"x": [0.8]}`` request at a time) after a warm-up, every
+answer checked. Prints markdown tables.
 
 The minimal endpoint is the least a FastAPI service can do: parse the JSON, call the model, return the list (no
 checks of the request). The clients share the machine's cores with the servers.
@@ -19,6 +22,7 @@ import http.client
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -79,16 +83,17 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> Non
 
 
 class Server:
-    """A server subprocess on a free loopback port; stopped with SIGTERM."""
+    """A server subprocess on a free loopback port, in a process group of its own (paused and resumed as a whole)."""
 
     def __init__(self, command: list[str], cwd: str) -> None:
         self.port = free_port()
+        self.log = open(Path(cwd) / f"server-{self.port}.log", "w")  # noqa: SIM115 -- closed in stop()
         self.process = subprocess.Popen(
             [arg.replace("{port}", str(self.port)) for arg in command],
             cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             wait_ready(self.port, self.process)
@@ -96,13 +101,22 @@ class Server:
             self.stop()
             raise
 
+    def pause(self) -> None:
+        """SIGSTOP every process of the server, so that it takes no CPU (LitServe's batched loop polls while idle)."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()
         self.process.terminate()
         try:
             self.process.wait(20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self.log.close()
 
 
 def load(port: int, clients: int, requests_per_client: int) -> dict[str, float]:
@@ -149,22 +163,46 @@ def load(port: int, clients: int, requests_per_client: int) -> dict[str, float]:
 
 
 def measure(server: Server, clients: int, requests: int) -> dict[str, float]:
-    load(server.port, clients, max(10, requests // (4 * clients)))  # warm-up
+    load(server.port, clients, max(5, requests // (8 * clients)))  # warm-up: connections, caches
     return load(server.port, clients, requests // clients)
 
 
-def median(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+def compare(minimal: Server, command: list[str], cwd: str, rounds: int, requests: int) -> dict[int, list[tuple]]:
+    """Start ``command``, then ``rounds`` times and for 1 and 8 clients: measure the minimal server while this one is
+    paused, then this one. Per client count, the (minimal, this) measurement pairs."""
+    server = Server(command, cwd)
+    pairs: dict[int, list[tuple]] = {1: [], 8: []}
+    try:
+        for _ in range(rounds):
+            for clients in (1, 8):
+                server.pause()
+                base = measure(minimal, clients, requests)
+                server.resume()
+                pairs[clients].append((base, measure(server, clients, requests)))
+    finally:
+        server.stop()
+    return pairs
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def row(label: str, clients: int, pairs: list[tuple]) -> str:
+    rps = median([r["rps"] for _, r in pairs])
+    p50, p99 = median([r["p50"] for _, r in pairs]), median([r["p99"] for _, r in pairs])
+    ratio = median([r["rps"] / b["rps"] for b, r in pairs])
+    return f"| {label} | {clients} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {ratio:.2f}x |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=800, help="requests per measurement (split over the clients)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the main comparison (the median is reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurement pairs per setting (medians are reported)")
     parser.add_argument(
         "--batching",
-        default="1:0,4:0.001,8:0.001,8:0.005,16:0.002,32:0.005",
-        help="max_batch_size:batch_timeout settings of lit-linreg serve to compare (one round each)",
+        default="4:0.001,8:0.001,8:0.005,16:0.002,32:0.005",
+        help="max_batch_size:batch_timeout settings of lit-linreg serve to compare with the default (1:0)",
     )
     args = parser.parse_args()
     python = sys.executable
@@ -180,49 +218,43 @@ def main() -> None:
         script = Path(tmp) / "minimal_server.py"
         script.write_text(MINIMAL_SERVER)
         serve = [python, "-m", "lit_linreg", "serve", "--ckpt_path", ckpt, "--port", "{port}"]
-        servers = {"minimal FastAPI + uvicorn": [python, str(script), ckpt, "{port}"], "lit-linreg serve": serve}
-        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        settings = {
+            "lit-linreg serve": serve,
+            "lit-linreg serve --fast_queue false": [*serve, "--fast_queue", "false"],
+            **{
+                f"{size}:{timeout}": [*serve, "--max_batch_size", size, "--batch_timeout", timeout]
+                for size, timeout in (setting.split(":") for setting in args.batching.split(","))
+            },
+        }
+        minimal = Server([python, str(script), ckpt, "{port}"], tmp)
+        results = {}
+        try:
+            for label, command in settings.items():
+                results[label] = compare(minimal, command, tmp, args.rounds, args.requests)
+                for clients, pairs in results[label].items():
+                    print(f"  {label}, {clients} client(s): {row(label, clients, pairs)}", flush=True)
+        finally:
+            minimal.stop()
 
-        def measure_all(name: str, command: list[str]) -> None:
-            server = Server(command, tmp)
-            try:
-                for clients in (1, 8):
-                    result = measure(server, clients, args.requests)
-                    runs.setdefault((name, clients), []).append(result)
-                    numbers = ", ".join(f"{k} {v:.2f}" for k, v in result.items())
-                    print(f"  {name}, {clients} client(s): {numbers}", flush=True)
-            finally:
-                server.stop()
-
-        for _ in range(args.rounds):  # interleaved: the machine's load drifts between rounds
-            for name, command in servers.items():
-                measure_all(name, command)
-        settings = [setting.split(":") for setting in args.batching.split(",")]
-        for size, timeout in settings:
-            measure_all(f"{size}:{timeout}", [*serve, "--max_batch_size", size, "--batch_timeout", timeout])
-
-    minimal = {clients: median(runs[("minimal FastAPI + uvicorn", clients)])["rps"] for clients in (1, 8)}
+    every_minimal = {clients: [(b, b) for r in results.values() for b, _ in r[clients]] for clients in (1, 8)}
     print(
-        f"\n{args.requests} requests of {BODY.decode()} per measurement on keep-alive connections; {env_line}; "
-        f"median of {args.rounds} interleaved rounds\n"
+        f"\n{args.requests} requests of {BODY.decode()} per measurement, on keep-alive connections; {env_line}; "
+        f"medians of {args.rounds} measurements, each right after one of the minimal endpoint (vs minimal: the "
+        f"median of those ratios)\n"
     )
     print("| server | clients | requests/s | p50 ms | p99 ms | vs minimal |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in servers:
+    for clients in (1, 8):
+        print(row("minimal FastAPI + uvicorn", clients, every_minimal[clients]))
+    for label in ("lit-linreg serve", "lit-linreg serve --fast_queue false"):
         for clients in (1, 8):
-            r = median(runs[(name, clients)])
-            ratio = r["rps"] / minimal[clients]
-            print(f"| {name} | {clients} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {ratio:.2f}x |")
-    print("\nlit-linreg serve by batching setting (one round each; vs minimal: its median above):\n")
-    print("| max_batch_size | batch_timeout s | clients | requests/s | p50 ms | p99 ms | vs minimal |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size, timeout in settings:
+            print(row(label, clients, results[label][clients]))
+    print("\nlit-linreg serve by batching setting (--max_batch_size:--batch_timeout; 1:0 is the default):\n")
+    print("| batching | clients | requests/s | p50 ms | p99 ms | vs minimal |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label in ("lit-linreg serve", *list(settings)[2:]):
         for clients in (1, 8):
-            r = runs[(f"{size}:{timeout}", clients)][0]
-            ratio = r["rps"] / minimal[clients]
-            print(
-                f"| {size} | {timeout} | {clients} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {ratio:.2f}x |"
-            )
+            print(row("1:0" if label == "lit-linreg serve" else label, clients, results[label][clients]))
 
 
 if __name__ == "__main__":

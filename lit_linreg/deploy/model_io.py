@@ -48,9 +48,9 @@ def run_checkpoint_dir(config: str | None = None) -> Path:
 
 def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     """The checkpoint file that ``--ckpt_path`` names: ``last``, ``best`` (of the ``--config``'s run) or a file."""
+    directory = run_checkpoint_dir(config)  # also checks the config file, wherever the checkpoint is
     if ckpt_path not in CHECKPOINT_ALIASES:
         return ckpt_path
-    directory = run_checkpoint_dir(config)
     try:
         path = find_checkpoint(directory, ckpt_path)
     except UserError as err:
