@@ -20,7 +20,8 @@ from lit_linreg.deploy.options import parse_function_arguments, require_extra
 from lit_linreg.errors import UserError, require
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds to
-# Measured with benchmarks/serve_bench.py on a 2-core CPU machine: batching made it slower at 1 and at 8 clients.
+# Measured with benchmarks/serve_bench.py on a 2-core CPU machine: batching was no faster at 8 clients and slower
+# at 1 (README_serve_section.md / the README's serving benchmark).
 # The model costs microseconds; LitServe queues and answers each request on its own even within a batch, and its
 # batched loop polls the request queue while it waits for a batch to fill.
 DEFAULT_MAX_BATCH_SIZE = 1
