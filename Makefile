@@ -2,6 +2,7 @@
 #   make fit    set up .venv if needed, then: lit-linreg fit --config configs/base.yaml
 #   make test   set up .venv if needed, then run the whole test suite (what CI runs)
 #   make lint   ruff check, ruff format --check and mypy (CI runs it after the tests)
+# Set-up installs the dev extra, which includes the serve and export extras (lit-linreg serve / export).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -31,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/serve_bench.py
 
 tensorboard: setup
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -33,7 +33,7 @@ from lit_linreg.callbacks import (
 )
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
 from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
+from lit_linreg.data import RegressionDataModule, SyntheticRegressionData, default_feature_names
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
 from lit_linreg.storage import runs
@@ -494,8 +494,14 @@ def standardize_of(data: RegressionDataModule) -> bool:
     return data.standardize
 
 
+def feature_names_of(data: RegressionDataModule) -> list[str] | None:
+    """The data's feature names when they are its own (a CSV file's columns); None for the synthetic data."""
+    names = data.feature_names
+    return None if names == default_feature_names(data.num_features) else list(names)
+
+
 # Model hyperparameters that the data decide (linked at instantiation, so never set directly).
-LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of}
+LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of, "feature_names": feature_names_of}
 
 
 _print = rank_zero_only(echo)

@@ -31,7 +31,8 @@ class LinearRegressionTask(L.LightningModule):
     anywhere. Per stage and epoch it reports ``{stage}_loss`` and ``{stage}_mae/mse/r2``; every training epoch also
     the learned ``weight`` and ``bias`` and, when the data know the true line, their absolute errors.
 
-    ``in_features`` and ``standardize`` come from the data (the CLI links them). With ``standardize`` the model sees
+    ``in_features``, ``standardize`` and ``feature_names`` come from the data (the CLI links them); the names (None
+    for the synthetic data) let a served model take rows keyed by feature name. With ``standardize`` the model sees
     features scaled by the training split's mean and std, which are buffers of this module: they travel in every
     checkpoint, so prediction applies the same transform to new rows.
 
@@ -47,7 +48,12 @@ class LinearRegressionTask(L.LightningModule):
     feature_std: Tensor
 
     def __init__(
-        self, variant: Variant = "linear", lr: float = 0.01, in_features: int = 1, standardize: bool = False
+        self,
+        variant: Variant = "linear",
+        lr: float = 0.01,
+        in_features: int = 1,
+        standardize: bool = False,
+        feature_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         require(variant in VARIANTS, f"model.variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -59,6 +65,11 @@ class LinearRegressionTask(L.LightningModule):
         require(
             isinstance(in_features, int) and in_features >= 1,
             f"model.in_features must be a positive integer, got {in_features!r}",
+        )
+        require(
+            feature_names is None
+            or (len(feature_names) == in_features and all(isinstance(n, str) for n in feature_names)),
+            f"model.feature_names must be null or {in_features} column names (one per feature), got {feature_names!r}",
         )
         self.save_hyperparameters()
         self.standardize = standardize

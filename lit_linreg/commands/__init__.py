@@ -22,6 +22,8 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
         "lit_linreg.datasets.csv:make_data_main",
         "write an example CSV (x1, x2, x3 -> y) and rows to predict",
     ),
+    "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
+    "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
 }
 
 

@@ -1,0 +1,173 @@
+"""``lit-linreg export``: a checkpoint as a plain model file for other runtimes, checked against the checkpoint.
+
+Run: lit-linreg export --ckpt_path checkpoints/base/last.ckpt --format onnx     (writes checkpoints/base/last.onnx)
+
+The exported model is the task's ``forward``: the standardisation (for CSV models trained with it) and the linear
+model, float32 ``x`` of shape (rows, features) in, ``y_pred`` of shape (rows, 1) out, any number of rows. Before the
+file is put at ``--out``, the reloaded file (onnxruntime for ONNX) must give the checkpoint's own predictions on its
+test split, rebuilt from the data settings in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import secrets
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from lit_linreg.deploy.options import parse_function_arguments, require_extra
+from lit_linreg.errors import UserError
+
+Format = Literal["onnx", "torchscript", "exported"]
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported": ".pt2"}
+RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torch.jit.load", "exported": "torch.export.load"}
+TOLERANCE = 1e-6
+
+
+def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, config: str | None = None) -> None:
+    """Export a checkpoint to ONNX (Lightning's to_onnx), TorchScript (to_torchscript) or torch.export (.pt2).
+
+    The file takes float32 x of shape (rows, features) and includes the checkpoint's standardisation. It is written
+    only after a parity check: the reloaded file must give the checkpoint's predictions on the test split to 1e-6.
+
+    Args:
+        ckpt_path: The checkpoint: last or best (of the --config's run, as for predict) or a .ckpt file.
+        format: onnx (needs the export extra), torchscript (deprecated by PyTorch, kept for older runtimes) or
+            exported (torch.export's ExportedProgram, saved as .pt2).
+        out: Where to write the file (default: beside the checkpoint, e.g. last.onnx, last.torchscript.pt, last.pt2).
+        config: The fit's config file, naming the run whose last/best checkpoint --ckpt_path means.
+    """
+    if format == "onnx":
+        require_extra("export", ["onnx", "onnxruntime", "onnxscript"])
+    from lit_linreg.deploy.model_io import held_out_rows, load_for_inference, predictions, resolve_checkpoint
+
+    path = Path(resolve_checkpoint(ckpt_path, config))
+    task, _ = load_for_inference(str(path))
+    target = Path(out) if out else path.with_name(path.stem + SUFFIXES[format])
+    if target.is_dir():
+        raise UserError(
+            f"--out {target} is a folder; name the file to write, e.g. {target / (path.stem + SUFFIXES[format])}"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the folder of --out {target} ({err.strerror}); choose another --out") from None
+
+    in_features = int(task.hparams["in_features"])
+    rows, source = held_out_rows(str(path))
+    if rows is None:
+        generator = torch.Generator().manual_seed(0)
+        rows = torch.randn(256, in_features, generator=generator)
+        if task.standardize:
+            rows = rows * task.feature_std + task.feature_mean
+        source = f"256 generated rows (the test split could not be rebuilt here: {source})"
+    expected = predictions(task, rows)
+
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{SUFFIXES[format]}"  # the usual permissions
+    try:
+        run = EXPORTERS[format](task, tmp, in_features)
+        got = run(rows)
+        difference = (got.reshape(expected.shape) - expected).abs().max().item()
+        scale = max(1.0, expected.abs().max().item())
+        if not difference <= TOLERANCE * scale:
+            raise UserError(
+                f"the {format} export of {path} does not reproduce the checkpoint: max |difference| {difference:.3e} "
+                f"over {source} (tolerance {TOLERANCE * scale:.0e}); nothing was written to {target}"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(
+        f"lit-linreg export: {path} -> {target} ({format}: float32 x (rows, {in_features}) -> y_pred (rows, 1))",
+        flush=True,
+    )
+    print(
+        f"parity: {RUNTIMES[format]} vs the checkpoint on {source}: max |difference| {difference:.3e} "
+        f"(tolerance {TOLERANCE * scale:.0e})",
+        flush=True,
+    )
+
+
+def _example(in_features: int) -> Tensor:
+    return torch.zeros(2, in_features)  # 2 rows: a dimension of size 1 would be specialised, not kept dynamic
+
+
+def _to_onnx(task, path: Path, in_features: int) -> Callable[[Tensor], Tensor]:
+    import onnxruntime
+
+    rows = torch.export.Dim("rows")
+    with _quiet():
+        task.to_onnx(
+            path,
+            _example(in_features),
+            dynamo=True,
+            input_names=["x"],
+            output_names=["y_pred"],
+            dynamic_shapes={"x": {0: rows}},
+            external_data=False,
+            verbose=False,
+        )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+
+
+def _to_torchscript(task, path: Path, in_features: int) -> Callable[[Tensor], Tensor]:
+    # Traced, not scripted: the forward's branches depend on settings fixed at construction (standardize, feature
+    # count), and scripting would compile the branch whose buffers this model does not have.
+    with _quiet():
+        task.to_torchscript(path, method="trace", example_inputs=_example(in_features))
+    program = torch.jit.load(str(path), map_location="cpu")
+    return lambda x: _no_grad(program, x)
+
+
+def _to_exported(task, path: Path, in_features: int) -> Callable[[Tensor], Tensor]:
+    with _quiet():
+        program = torch.export.export(
+            task, (_example(in_features),), dynamic_shapes={"x": {0: torch.export.Dim("rows")}}
+        )
+        torch.export.save(program, path)
+    module = torch.export.load(str(path)).module()
+    return lambda x: _no_grad(module, x)
+
+
+def _no_grad(module, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return module(x)
+
+
+EXPORTERS = {"onnx": _to_onnx, "torchscript": _to_torchscript, "exported": _to_exported}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters' progress lines, warnings and tracer hints stay out of the command's output (errors still
+    raise)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def main(argv: list[str]) -> None:
+    """``lit-linreg export [options]``: see :func:`export`."""
+    export(**parse_function_arguments(export, "export", argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,144 @@
+"""The LitServe side of ``lit-linreg serve``: the LitAPI that runs the model, and the guard that checks requests.
+
+Imported only once the ``serve`` extra is known to be installed (see :mod:`lit_linreg.deploy.serve`).
+
+Requests are checked in the HTTP process, by :class:`PredictGuard`, before they are queued for the model: LitServe's
+batched loop answers a whole batch with the error that one request's ``decode_request`` raises (litserve 0.2.19,
+``BatchedLoop.run_batched_loop``), so a bad request must never reach the batch. What reaches the model is the
+guard's canonical form ``{"x": [[float, ...], ...]}``, which ``decode_request`` turns into a tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import warnings
+from typing import Any
+
+import litserve as ls
+import torch
+from fastapi import HTTPException
+from torch import Tensor
+
+from lit_linreg.deploy.payload import MAX_BODY_BYTES, RequestError, RowParser, parse_body, too_large
+
+
+class PredictAPI(ls.LitAPI):
+    """``POST /predict``: rows in, the checkpoint's predictions out; requests arriving together share one forward."""
+
+    def __init__(self, ckpt_path: str, in_features: int, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.ckpt_path, self.in_features = ckpt_path, in_features
+
+    def setup(self, device: str) -> None:
+        from lit_linreg.deploy.model_io import load_for_inference
+
+        # Ctrl-C reaches every process of the terminal's group: this one is stopped by the main process instead.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        torch.set_num_threads(1)  # a linear model on a few rows: threads only add hand-offs
+        self.task, _ = load_for_inference(self.ckpt_path)
+
+    def decode_request(self, request) -> Tensor:  # noqa: ANN001 -- unannotated: LitServe then parses the JSON body
+        x = request.get("x") if isinstance(request, dict) else None
+        try:
+            rows = torch.tensor(x, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            rows = None
+        if rows is None or rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] != self.in_features:
+            raise HTTPException(422, f"x must be rows of {self.in_features} numbers")  # only without PredictGuard
+        return rows
+
+    def batch(self, inputs: list[Tensor]) -> list[Tensor]:
+        return inputs
+
+    def predict(self, x: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+        with torch.inference_mode():
+            if isinstance(x, Tensor):
+                return self.task(x)
+            return list(torch.split(self.task(torch.cat(x)), [len(t) for t in x]))
+
+    def unbatch(self, output: list[Tensor]) -> list[Tensor]:
+        return output
+
+    def encode_response(self, output: Tensor) -> dict[str, list[float]]:
+        return {"y_pred": output[:, 0].tolist()}
+
+
+class PredictGuard:
+    """ASGI middleware: reads ``POST <path>`` bodies up to the cap, checks them with ``parser`` and answers every
+    bad one itself (4xx, ``{"detail": "..."}``); good ones go on as canonical JSON. Other routes pass untouched."""
+
+    def __init__(self, app: Any, parser: RowParser, path: str = "/predict") -> None:
+        self.app, self.parser, self.path = app, parser, path
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read_body(scope, receive)
+            if body is None:  # the client went away
+                return
+            rows = self.parser.rows(parse_body(body))
+        except RequestError as err:
+            await _send_json(send, err.status, {"detail": err.message})
+            return
+        canonical = json.dumps({"x": rows}, separators=(",", ":")).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(canonical)).encode())]
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": canonical, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
+
+    @staticmethod
+    async def _read_body(scope: dict, receive: Any) -> bytes | None:
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                raise too_large(int(value))
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large()
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+
+async def _send_json(send: Any, status: int, content: dict) -> None:
+    body = json.dumps(content, separators=(",", ":")).encode()  # compact, as FastAPI answers
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_server(
+    ckpt_path: str,
+    parser: RowParser,
+    max_batch_size: int,
+    batch_timeout: float,
+    fast_queue: bool,
+) -> ls.LitServer:
+    """The LitServer for one checkpoint: one CPU worker, ``/predict`` guarded, no OpenAPI pages."""
+    with warnings.catch_warnings():  # "both batch and unbatch methods implemented, but max_batch_size" 1: on purpose
+        warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch methods")
+        api = PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    return ls.LitServer(
+        api,
+        accelerator="cpu",
+        workers_per_device=1,
+        middlewares=[(PredictGuard, {"parser": parser})],
+        fast_queue=fast_queue,
+        disable_openapi_url=True,
+    )

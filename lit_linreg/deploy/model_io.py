@@ -1,0 +1,137 @@
+"""Loading a trained checkpoint for inference (serve, export), with the same resolution and checks as ``predict``.
+
+``--ckpt_path last|best`` names the run's checkpoint folder as ``lit-linreg predict`` does: ``checkpoints/<run>/``
+under ``trainer.default_root_dir`` (``.``), where ``<run>`` is the ``--config`` file's ``run_name``, else its stem,
+else ``default``, and ``checkpoint.dirpath`` in the config wins over both (see LitLinregCLI.run_name and
+checkpoint_dir). Every file is read weights-only through the project's trusted-checkpoint checks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from lit_linreg.datasets.csv_reader import is_number, read_head
+from lit_linreg.errors import UserError
+from lit_linreg.storage.checkpoints import data_config, load_checkpoint_file
+from lit_linreg.storage.runs import find_checkpoint
+from lit_linreg.task import LinearRegressionTask
+
+CHECKPOINT_ALIASES = ("last", "best")
+
+
+def run_checkpoint_dir(config: str | None = None) -> Path:
+    """The folder whose ``last.ckpt``/``best`` the aliases name: as ``lit-linreg predict --config <config>``."""
+    settings: dict[str, Any] = {}
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise UserError(f"--config {config} does not exist or is not a file; check the path")
+        try:
+            settings = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise UserError(f"config file {config} is not valid YAML ({' '.join(str(err).split())}); fix it") from err
+        if not isinstance(settings, dict):
+            raise UserError(f"config file {config} is not a mapping of settings; use a config written for fit")
+    dirpath = (settings.get("checkpoint") or {}).get("dirpath")
+    if dirpath:
+        return Path(dirpath)
+    root = Path((settings.get("trainer") or {}).get("default_root_dir") or ".")
+    run = settings.get("run_name") or (Path(config).stem if config else "default")
+    return root / "checkpoints" / str(run)
+
+
+def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
+    """The checkpoint file that ``--ckpt_path`` names: ``last``, ``best`` (of the ``--config``'s run) or a file."""
+    directory = run_checkpoint_dir(config)  # also checks the config file, wherever the checkpoint is
+    if ckpt_path not in CHECKPOINT_ALIASES:
+        return ckpt_path
+    try:
+        path = find_checkpoint(directory, ckpt_path)
+    except UserError as err:
+        if config is None:
+            raise UserError(
+                f"{err}; without --config, last and best mean the run 'default' ({directory}): add the fit's "
+                f"--config (e.g. --config configs/base.yaml) or name the file (--ckpt_path checkpoints/base/last.ckpt)"
+            ) from None
+        raise
+    assert path is not None  # not fitting: a missing last.ckpt is an error
+    return path
+
+
+def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[LinearRegressionTask, list[str] | None]:
+    """The trained task of ``ckpt_path`` (``last``, ``best`` or a file) in eval mode on the CPU, and its features.
+
+    The file passes the same checks as ``predict`` (weights only, trusted lit-linreg checkpoints only): a missing,
+    damaged or foreign file is a one-line :class:`UserError`. The feature names are the CSV columns the model was
+    trained on (None for the synthetic data); checkpoints from before the ``feature_names`` hyperparameter get them
+    from their data settings where these still name them.
+    """
+    path = resolve_checkpoint(ckpt_path, config)
+    checkpoint = load_checkpoint_file(path)
+    task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
+    task.eval().requires_grad_(False)
+    names = task.hparams.get("feature_names") or _names_from_data(checkpoint, path)
+    in_features = task.hparams["in_features"]
+    if names is not None and (len(names) != in_features or not all(isinstance(n, str) for n in names)):
+        names = None
+    return task, None if names is None else list(names)
+
+
+def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:
+    """Feature names from the data settings of a checkpoint saved before ``feature_names`` (None if unknown)."""
+    data = data_config(checkpoint, path)
+    args = (data or {}).get("init_args", {})
+    if args.get("features"):
+        return list(args["features"])
+    if not {"csv_path", "target"} <= args.keys():
+        return None
+    try:  # features null: every numeric column but the target, as CSVRegressionData chooses them
+        header, first = read_head(str(args["csv_path"]), "data.csv_path", str(args.get("delimiter", ",")))
+    except UserError:
+        return None
+    return [name for name, cell in zip(header, first) if name != args["target"] and is_number(cell)]
+
+
+def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
+    """The x of the checkpoint's test split, rebuilt from its data settings, and where the rows came from.
+
+    None (and the reason) when the data cannot be rebuilt here, e.g. a CSV file that is no longer at its path.
+    """
+    checkpoint = load_checkpoint_file(ckpt_path)
+    data = data_config(checkpoint, ckpt_path)
+    if data is None:
+        return None, "the checkpoint holds no data settings"
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    cls = getattr(sys.modules[module_name], class_name)  # data_config accepted it: an imported lit-linreg data class
+    try:
+        datamodule = cls(**data["init_args"])
+        datamodule.setup("test")
+    except (UserError, OSError, TypeError) as err:
+        return None, " ".join(str(err).split())
+    x = datamodule.splits["test"][0].cpu().float()
+    return x, f"the test split of {data['class_path'].rpartition('.')[2]} ({len(x)} rows)"
+
+
+def predictions(task: LinearRegressionTask, x: Tensor) -> Tensor:
+    """``task(x)`` without autograd: the checkpoint's own predictions, shape (rows, 1)."""
+    with torch.inference_mode():
+        return task(x)
+
+
+def prediction_bound(task: LinearRegressionTask) -> tuple[list[tuple[float, float, float]], float]:
+    """Per feature (mean, std, |weight|) in the model's own units, and |bias|: enough to bound every intermediate
+    value of ``task(x)`` for a row, so that a row whose prediction would overflow float32 can be refused up front."""
+    weight, bias = task.model.coefficients()
+    n = weight.numel()
+    if task.standardize:
+        mean, std = task.feature_mean.double().tolist(), task.feature_std.double().tolist()
+    else:
+        mean, std = [0.0] * n, [1.0] * n
+    terms = [(m, s, abs(w)) for m, s, w in zip(mean, std, weight.double().tolist())]
+    return terms, abs(float(bias.double().sum()))

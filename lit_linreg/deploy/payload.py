@@ -1,0 +1,204 @@
+"""The body of ``POST /predict``: strict JSON in, rows of float32-safe numbers out, every problem one clear line.
+
+Accepted: ``{"x": [0.8, 0.98]}`` (one feature: a flat list of numbers), ``{"x": [[1, 2, 3], ...]}`` (one row per
+prediction) and, for a model trained on named CSV columns, ``{"x": [{"x1": 1, "x2": 2, "x3": 3}, ...]}``.
+
+Status codes: 400 for a body that is not JSON (empty, malformed, NaN or Infinity, which JSON does not have), 413
+for a body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ROWS` rows, 422 for JSON that is no valid request
+(no ``x``, an empty ``x``, text, a wrong feature count, a number beyond float32 or whose prediction would be).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: about 40,000 rows of one feature, written out in full
+MAX_ROWS = 10_000  # rows per request
+FLOAT32_MAX = 3.4028234663852886e38
+OVERFLOW_LIMIT = 1e38  # below float32's largest value, with room for rounding in the model's arithmetic
+EXAMPLE = '{"x": [0.8, 0.98]}'
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP ``status`` and a one-line message naming the problem and the fix."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {json.dumps(value)}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 20 else value[:20] + "..."
+        return f"the text {json.dumps(shown)}"
+    if value is None:
+        return "null"
+    kinds = {dict: "an object", list: "a list", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _refuse_constant(name: str) -> float:
+    raise RequestError(400, f"the body is not valid JSON: {name} is not a JSON number; send finite numbers only")
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON value of ``body``; NaN and Infinity are refused, as JSON (RFC 8259) has neither."""
+    if len(body) > MAX_BODY_BYTES:
+        raise too_large(len(body))
+    if not body.strip():
+        raise RequestError(400, f"the request body is empty; send a JSON object such as {EXAMPLE}")
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except RequestError:
+        raise
+    except RecursionError:
+        raise RequestError(400, "the body is not valid JSON for this API: it is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError; so is a 5,000-digit number
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else " ".join(str(err).split())
+        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise RequestError(
+            400, f"the body is not valid JSON ({reason}{where}); send a JSON object such as {EXAMPLE}"
+        ) from None
+
+
+def too_large(size: int | None = None) -> RequestError:
+    given = f" ({size:,} bytes)" if size is not None else ""
+    return RequestError(
+        413,
+        f"the request body is too large{given}: the cap is {MAX_BODY_BYTES:,} bytes and {MAX_ROWS:,} rows per "
+        f"request; split the rows into several requests",
+    )
+
+
+class RowParser:
+    """Turns a parsed body into rows of ``in_features`` floats for this model, or raises :class:`RequestError`.
+
+    ``bound`` (from :func:`lit_linreg.deploy.model_io.prediction_bound`) lets it refuse rows whose prediction would
+    overflow float32 (an infinite answer is no JSON number either), before they reach the model.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        feature_names: list[str] | None = None,
+        bound: tuple[list[tuple[float, float, float]], float] | None = None,
+        max_rows: int = MAX_ROWS,
+    ) -> None:
+        self.in_features, self.feature_names, self.max_rows = in_features, feature_names, max_rows
+        self.terms: list[tuple[float, float, float]] | None
+        self.terms, self.bias = bound if bound is not None else (None, 0.0)
+
+    def describe(self) -> str:
+        """``3 features (x1, x2, x3)`` or ``1 feature``."""
+        count = f"{self.in_features} feature{'s' if self.in_features > 1 else ''}"
+        return f"{count} ({', '.join(self.feature_names)})" if self.feature_names else count
+
+    def example_row(self) -> str:
+        return "[" + ", ".join(["1.0"] * self.in_features) + "]"
+
+    def rows(self, payload: Any) -> list[list[float]]:
+        if not isinstance(payload, dict):
+            raise RequestError(
+                422, f"the body must be a JSON object such as {EXAMPLE}, not {_kind(payload)}; put the rows under x"
+            )
+        if "x" not in payload:
+            keys = ", ".join(json.dumps(k) for k in list(payload)[:5]) or "none"
+            raise RequestError(422, f'the body has no "x" (its keys: {keys}); send the rows under x, e.g. {EXAMPLE}')
+        x = payload["x"]
+        if not isinstance(x, list):
+            raise RequestError(
+                422, f'"x" must be a list (one value or row per prediction), not {_kind(x)}; e.g. {EXAMPLE}'
+            )
+        if not x:
+            raise RequestError(422, f'"x" is empty; send at least one value or row, e.g. {EXAMPLE}')
+        if len(x) > self.max_rows:
+            raise RequestError(
+                413, f'"x" has {len(x):,} rows, over the cap of {self.max_rows:,} per request; split it into several'
+            )
+        first = x[0]
+        if isinstance(first, dict):
+            rows = self._named_rows(x)
+        elif isinstance(first, list):
+            rows = [self._row(row, i) for i, row in enumerate(x)]
+        elif self.in_features == 1:
+            rows = [[self._number(v, f"x[{i}]")] for i, v in enumerate(x)]
+        elif _is_number(first):
+            raise RequestError(
+                422,
+                f'"x" is a flat list of numbers, but the model takes {self.describe()}: send one row per '
+                f'prediction, e.g. {{"x": [{self.example_row()}]}}',
+            )
+        else:
+            raise RequestError(422, f"x[0] is {_kind(first)}, not a number or a row; send numbers, e.g. {EXAMPLE}")
+        if self.terms is not None:
+            for i, row in enumerate(rows):
+                self._check_overflow(row, i)
+        return rows
+
+    def _row(self, row: Any, i: int) -> list[float]:
+        if not isinstance(row, list):
+            raise RequestError(422, f"x[{i}] is {_kind(row)} but x[0] is a list: give every row as a list")
+        if len(row) != self.in_features:
+            raise RequestError(
+                422,
+                f"x[{i}] has {len(row)} value{'s' if len(row) != 1 else ''}, but the model takes {self.describe()}; "
+                f"send {self.in_features} number{'s' if self.in_features > 1 else ''} per row",
+            )
+        return [self._number(v, f"x[{i}][{j}]") for j, v in enumerate(row)]
+
+    def _named_rows(self, x: list) -> list[list[float]]:
+        names = self.feature_names
+        if not names:
+            raise RequestError(
+                422,
+                "rows keyed by feature name need a model trained on named CSV columns; this model's features have "
+                f"no names: send lists instead, e.g. {EXAMPLE}",
+            )
+        rows = []
+        for i, row in enumerate(x):
+            if not isinstance(row, dict):
+                raise RequestError(422, f"x[{i}] is {_kind(row)} but x[0] is an object: give every row as an object")
+            missing = [n for n in names if n not in row]
+            unknown = [k for k in row if k not in names]
+            if missing or unknown:
+                problem = "lacks " + ", ".join(missing) if missing else "has the unknown key(s) " + ", ".join(unknown)
+                raise RequestError(422, f"x[{i}] {problem}; the model's features are {', '.join(names)}")
+            rows.append([self._number(row[n], f'x[{i}]["{n}"]') for n in names])
+        return rows
+
+    @staticmethod
+    def _number(value: Any, where: str) -> float:
+        if not _is_number(value):
+            raise RequestError(422, f"{where} is {_kind(value)}, not a number; send numbers unquoted, e.g. 0.8")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not (math.isfinite(number) and abs(number) <= FLOAT32_MAX):
+            raise RequestError(
+                422,
+                f"{where} is {value!r}: beyond float32's range (magnitudes up to 3.4e38), which the model computes "
+                f"in; send a smaller number",
+            )
+        return number
+
+    def _check_overflow(self, row: list[float], i: int) -> None:
+        if self.terms is None:
+            return
+        total = self.bias
+        for value, (mean, std, weight) in zip(row, self.terms):
+            scaled = abs(value - mean) / std
+            total += weight * scaled
+            if scaled > OVERFLOW_LIMIT or total > OVERFLOW_LIMIT:
+                raise RequestError(
+                    422,
+                    f"x[{i}] is too large for this model: its prediction would overflow float32; send smaller values",
+                )
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)  # not bool, which JSON true/false become

@@ -1,0 +1,169 @@
+"""``lit-linreg serve``: a trained checkpoint behind an HTTP endpoint, on LitServe (the ``serve`` extra).
+
+Run: lit-linreg serve --ckpt_path checkpoints/base/last.ckpt
+     curl -s -X POST http://127.0.0.1:8000/predict -d '{"x": [0.8, 0.98]}'
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from lit_linreg.deploy.options import parse_function_arguments, require_extra
+from lit_linreg.errors import UserError, require
+
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds to
+# Measured with benchmarks/serve_bench.py on a 2-core CPU machine: batching was no faster at 8 clients and slower
+# at 1 (README_serve_section.md / the README's serving benchmark).
+# The model costs microseconds; LitServe queues and answers each request on its own even within a batch, and its
+# batched loop polls the request queue while it waits for a batch to fill.
+DEFAULT_MAX_BATCH_SIZE = 1
+DEFAULT_BATCH_TIMEOUT = 0.0
+
+
+def serve(
+    ckpt_path: str,
+    config: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
+    fast_queue: bool = True,
+) -> None:
+    """Serve a checkpoint over HTTP: POST /predict {"x": [0.8, 0.98]} answers {"y_pred": [...]}; GET /health.
+
+    Stops cleanly on Ctrl-C or SIGTERM. A request body may hold up to 1 MiB and 10,000 rows; a bad request gets a
+    4xx answer with {"detail": "<what is wrong>"}.
+
+    Args:
+        ckpt_path: The checkpoint: last or best (of the --config's run, as for predict) or a .ckpt file.
+        config: The fit's config file, naming the run whose last/best checkpoint --ckpt_path means.
+        host: The address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface).
+        port: The TCP port to listen on (1024-65535).
+        max_batch_size: Requests that arrive together are predicted in one forward pass of up to this many (1: no
+            batching, the fastest on a CPU machine; see the README's benchmark).
+        batch_timeout: Seconds to wait for a batch to fill before predicting what has arrived.
+        fast_queue: Return answers from the model worker over ZeroMQ (LitServe's fast_queue), not a multiprocessing
+            queue.
+    """
+    require(host in HOSTS, f"--host must be one of {', '.join(HOSTS)} (what LitServe can bind), got {host!r}")
+    require(1024 <= port <= 65535, f"--port must be between 1024 and 65535, got {port}; the default is 8000")
+    require(max_batch_size >= 1, f"--max_batch_size must be at least 1 (1 = no batching), got {max_batch_size}")
+    require(
+        math.isfinite(batch_timeout) and 0 <= batch_timeout <= 1,
+        f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}; the default is {DEFAULT_BATCH_TIMEOUT}",
+    )
+    require_extra("serve", ["litserve", "fastapi", "uvicorn"] + (["zmq"] if fast_queue else []))
+
+    from lit_linreg.deploy.model_io import load_for_inference, prediction_bound, resolve_checkpoint
+    from lit_linreg.deploy.payload import RowParser
+
+    path = resolve_checkpoint(ckpt_path, config)
+    task, names = load_for_inference(path)
+    parser = RowParser(int(task.hparams["in_features"]), names, prediction_bound(task))
+    _check_port_free(host, port)
+
+    from lit_linreg.deploy.litapi import build_server
+
+    server = build_server(path, parser, max_batch_size, batch_timeout, fast_queue)
+    address = f"http://{'[::]' if host == '::' else host}:{port}"
+    stop = threading.Event()
+    announcer = threading.Thread(
+        target=_announce_when_ready,
+        args=(
+            host,
+            port,
+            stop,
+            f"lit-linreg serve: {path} ({parser.describe()}) listening on {address} -- "
+            f"POST {address}/predict, GET {address}/health; Ctrl-C or SIGTERM stops it",
+        ),
+        daemon=True,
+    )
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    previous = {number: signal.signal(number, _terminate) for number in (signal.SIGTERM, signal.SIGINT)}
+    announcer.start()
+    try:
+        server.run(host=host, port=port, log_level="warning", generate_client_file=False)
+    except RuntimeError as err:  # LitServe: "One or more workers failed to start"
+        raise UserError(f"the model worker could not start ({err}); see the lines above") from err
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _end_children()
+    print("lit-linreg serve: stopped", flush=True)
+
+
+_MAIN_PID = os.getpid()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM and Ctrl-C: LitServe then shuts its HTTP and model processes down.
+
+    LitServe forks its HTTP process after this handler is set: there (uvicorn re-raises the signal once it has shut
+    down gracefully) it ends that process quietly instead of with a KeyboardInterrupt traceback.
+    """
+    if os.getpid() != _MAIN_PID:
+        raise SystemExit(0)
+    raise KeyboardInterrupt
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({err.strerror}); stop what uses the port or pick another with --port"
+            ) from None
+
+
+def _announce_when_ready(host: str, port: int, stop: threading.Event, line: str) -> None:
+    """Print ``line`` once ``GET /health`` answers 200 (the model is loaded and the HTTP server accepts requests)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    while not stop.is_set():
+        try:
+            connection = http.client.HTTPConnection(target, port, timeout=1)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                print(line, flush=True)
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        stop.wait(0.05)
+
+
+def _end_children(timeout: float = 3.0) -> None:
+    """End what LitServe left running (a worker it could not stop, its queue manager), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join(1)
+
+
+def main(argv: list[str]) -> None:
+    """``lit-linreg serve [options]``: see :func:`serve`."""
+    serve(**parse_function_arguments(serve, "serve", argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
