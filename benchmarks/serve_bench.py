@@ -214,7 +214,7 @@ def main() -> None:
              "--figures.enabled", "false", "--table.every_n_epochs", "0"],
             cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        ckpt = str(Path(tmp) / "checkpoints" / "base" / "last.ckpt")
+        ckpt = str(Path(tmp) / "checkpoints" / "base" / "version_0" / "last.ckpt")
         script = Path(tmp) / "minimal_server.py"
         script.write_text(MINIMAL_SERVER)
         serve = [python, "-m", "lit_linreg", "serve", "--ckpt_path", ckpt, "--port", "{port}"]

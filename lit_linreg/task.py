@@ -234,8 +234,9 @@ class LinearRegressionTask(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.val_metrics.reset()
-        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
-            self._validated_at_step = self.global_step  # this training epoch's validation
+        trainer = self._attached_trainer()
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._validated_at_step = trainer.global_step  # this training epoch's validation
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics.reset()

@@ -38,14 +38,14 @@ def trained(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--table.every_n_epochs",
                     "0",
                 )
-                _TRAINED[kind] = folder / "checkpoints" / "base" / "last.ckpt"
+                _TRAINED[kind] = folder / "checkpoints" / "base" / "version_0" / "last.ckpt"
             else:
                 run("make-data")
                 run(
                     "fit", "--config", CONFIGS / "csv_example.yaml", "--figures.enabled", "false",
                     "--table.every_n_epochs", "0", "--trainer.max_epochs", "100",
                 )  # fmt: skip
-                _TRAINED[kind] = folder / "checkpoints" / "csv_example" / "last.ckpt"
+                _TRAINED[kind] = folder / "checkpoints" / "csv_example" / "version_0" / "last.ckpt"
     return _TRAINED[kind]
 
 

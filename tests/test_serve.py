@@ -178,7 +178,7 @@ def test_sigterm_stops_it_cleanly(server: Server) -> None:
 def test_csv_model_rows_by_feature_name_and_ctrl_c(tmp_path_factory: pytest.TempPathFactory) -> None:
     ckpt = trained("csv", tmp_path_factory)
     rows = [[0.5, 5.0, -10.0], [0.1, 9.0, 40.0]]
-    server = Server(ckpt, ckpt.parents[2])
+    server = Server(ckpt, ckpt.parents[3])
     try:
         assert "(3 features (x1, x2, x3))" in server.output()
         named = [dict(zip(("x1", "x2", "x3"), row)) for row in rows]
@@ -221,7 +221,7 @@ def test_a_bad_checkpoint_fails_at_start_up(capsys: pytest.CaptureFixture[str], 
     (tmp_path / "damaged.ckpt").write_bytes(b"PK\x03\x04 not really a checkpoint")
     assert "is damaged or not a PyTorch checkpoint" in start_error(capsys, "--ckpt_path", "damaged.ckpt")
     line = start_error(capsys, "--ckpt_path", "last")
-    assert "there is no checkpoints/default/last.ckpt" in line and "add the fit's --config" in line
+    assert "there is no checkpoints/default/version_*/last.ckpt" in line and "add the fit's --config" in line
 
 
 def test_bad_options_fail_at_start_up(capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path) -> None:
@@ -243,5 +243,5 @@ def test_without_the_serve_extra_one_line_names_the_install(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
     monkeypatch.setitem(__import__("sys").modules, missing, None)  # as if not installed: importing it fails
-    line = start_error(capsys, "--ckpt_path", "checkpoints/base/last.ckpt")
+    line = start_error(capsys, "--ckpt_path", "checkpoints/base/version_0/last.ckpt")
     assert f"needs the optional package '{missing}'" in line and "pip install -e '.[serve]'" in line
