@@ -42,6 +42,8 @@ class LinearRegressionTask(L.LightningModule):
         in_features: the number of input features; set from the data's num_features, never directly
         standardize: scale each feature by the training split's mean and std (kept in the checkpoint); set from the
             data's standardize, never directly
+        feature_names: the features' names when the data name them (a CSV file's columns, for serving rows keyed by
+            name); set from the data, never directly
     """
 
     feature_mean: Tensor  # buffers, registered with standardize only
