@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -15,6 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2, metadata
 
 from lit_linreg.cli import HEADLINE_HPARAMS
+from lit_linreg.data import SyntheticRegressionData
+from lit_linreg.loggers import TensorBoardLogger
+from lit_linreg.loggers.tensorboard import tensorboard_tag
 from lit_linreg.task import LinearRegressionTask
 
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS, run, run_subprocess, table_rows
@@ -252,3 +256,42 @@ def test_an_lr_given_on_resume_replaces_the_checkpoints() -> None:
     checkpoint = torch.load("checkpoints/base/version_0/last.ckpt", weights_only=True)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
     assert checkpoint["hyper_parameters"]["lr"] == 0.5
+
+
+def test_tensorboard_logger_without_the_cli_shows_lightnings_hyperparameters() -> None:
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=TensorBoardLogger("logs", name="python"),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(LinearRegressionTask(lr=0.02), SyntheticRegressionData())
+    experiment, settings, status = hparams_of(Path("logs/python/version_0"))
+    assert status == api_pb2.STATUS_SUCCESS and "command" not in settings  # the module's and data's own
+    assert {"variant": "linear", "lr": 0.02, "batch_size": "None", "weight": 0.7, "in_features": 1}.items() <= (
+        settings.items()
+    )
+    assert [info.name for info in experiment.hparam_infos if info.differs] == ["variant", "lr", "batch_size"]
+    assert set(EventAccumulator("logs/python/version_0").Reload().Tags()["scalars"]) >= {"Loss/train", "hp_metric"}
+
+
+@pytest.mark.parametrize(
+    ("key", "tag"),
+    [
+        ("train_loss", "Loss/train"),
+        ("val_loss", "Loss/val"),
+        ("test_loss", "metrics/test_loss"),
+        ("weight", "Parameters/weight"),
+        ("weight_12_true", "Parameters/weight_12_true"),
+        ("bias_true", "Parameters/bias_true"),
+        ("weight_abs_error", "abs_error/weight"),
+        ("val_r2", "metrics/val_r2"),
+        ("baseline/lad_train_mae", "baseline/lad_train_mae"),
+        ("epoch", "epoch"),
+        ("hp_metric", "hp_metric"),
+        ("my_own_key", "my_own_key"),
+    ],
+)
+def test_tensorboard_tags(key: str, tag: str) -> None:
+    assert tensorboard_tag(key) == tag

@@ -165,7 +165,7 @@ class TensorBoardLogger(_TensorBoardLogger):
             hparams, headline = self.session_hparams, self.session_headline
         else:
             hparams = {k: hparam_value(v) for k, v in self.hparams.items() if not str(k).startswith("_")}
-            headline = ("variant", "lr", "batch_size")
+            headline = tuple(name for name in ("variant", "lr", "batch_size") if name in hparams)
         if not hparams:
             return
         kinds = {bool: api_pb2.DATA_TYPE_BOOL, float: api_pb2.DATA_TYPE_FLOAT64, str: api_pb2.DATA_TYPE_STRING}
