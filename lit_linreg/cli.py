@@ -5,6 +5,7 @@ Run: lit-linreg fit --config configs/base.yaml
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import IO, Any
 import lightning as L
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.types import EVAL_DATALOADERS, TRAIN_DATALOADERS
@@ -33,7 +34,8 @@ from lit_linreg.callbacks import (
 )
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
 from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule, SyntheticRegressionData, default_feature_names
+from lit_linreg.data import RegressionDataModule, SyntheticRegressionData, attached_datamodule, default_feature_names
+from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
 from lit_linreg.storage import runs
@@ -179,6 +181,49 @@ class LitLinregTrainer(L.Trainer):
         return super().predict(model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only)
 
 
+# What TensorBoard's HPARAMS tab ticks for every run: the settings a user compares.
+HEADLINE_HPARAMS = ("variant", "lr", "batch_size", "max_epochs", "seed_everything")
+
+
+class SaveConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` writer, which also gives lit-linreg's TensorBoard logger the run's settings.
+
+    HPARAMS then shows each run (fit, validate, test, predict) by plain names: the command, ``variant``, ``lr``,
+    ``batch_size``, ``max_epochs`` (fit), ``seed_everything``, the data class and every data setting by its own name,
+    the model's ``in_features`` and ``standardize`` and the ``ckpt_path`` it started from; no class paths.
+    """
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if loggers:
+            settings = run_settings(self.config, trainer, pl_module, stage)
+            for logger in loggers:
+                logger.log_session_hparams(settings, HEADLINE_HPARAMS, KNOWN_SETTINGS)
+
+
+def run_settings(config: Namespace, trainer: L.Trainer, model: L.LightningModule, stage: str) -> dict[str, Any]:
+    """A run's settings under their plain names, as HPARAMS shows them (see :class:`SaveConfig`)."""
+    datamodule = attached_datamodule(trainer)
+    data = dict(datamodule.hparams) if datamodule is not None else {}
+    settings = {
+        "command": stage,
+        "variant": model.hparams.get("variant"),
+        "lr": model.hparams.get("lr"),
+        "batch_size": data.pop("batch_size", None),
+    }
+    if stage == "fit":
+        settings["max_epochs"] = trainer.max_epochs
+    settings["seed_everything"] = config.get("seed_everything")
+    if datamodule is not None:
+        settings["data"] = type(datamodule).__name__
+    settings.update(data)
+    settings.update({k: model.hparams[k] for k in LINKED_FROM_DATA if k in model.hparams})
+    if config.get("ckpt_path"):
+        path = Path(config.ckpt_path).resolve()
+        settings["ckpt_path"] = str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+    return settings
+
+
 class LitLinregCLI(LightningCLI):
     """LightningCLI with the project's run layout: ``checkpoints/<run>/`` and ``lightning_logs/<run>/version_N/``.
 
@@ -202,7 +247,7 @@ class LitLinregCLI(LightningCLI):
                 save_config_kwargs={"overwrite": True},
                 # Checkpoints hold the task's plain init arguments (no class paths or instantiators to trust on load).
                 load_from_checkpoint_support=False,
-                **kwargs,
+                **{"save_config_callback": SaveConfig, **kwargs},
             )
         finally:
             if self.run_lock is not None:  # the run's folder is free again once its command has run
@@ -502,6 +547,24 @@ def feature_names_of(data: RegressionDataModule) -> list[str] | None:
 
 # Model hyperparameters that the data decide (linked at instantiation, so never set directly).
 LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of, "feature_names": feature_names_of}
+
+# Every setting a run of lit-linreg's own data classes can have: HPARAMS columns whichever run TensorBoard reads first.
+KNOWN_SETTINGS = tuple(
+    dict.fromkeys(
+        [
+            *HEADLINE_HPARAMS,
+            "command",
+            "data",
+            *(
+                name
+                for data_class in (SyntheticRegressionData, CSVRegressionData)
+                for name in inspect.signature(data_class).parameters
+            ),
+            *LINKED_FROM_DATA,
+            "ckpt_path",
+        ]
+    )
+)
 
 
 _print = rank_zero_only(echo)

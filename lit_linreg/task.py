@@ -274,12 +274,15 @@ class LinearRegressionTask(L.LightningModule):
             logger.log_metrics({**numbers, "epoch": self.current_epoch}, step=self.global_step)
 
     def parameter_summary(self) -> dict[str, Tensor]:
-        """The learned ``weight`` (``weight_i`` per feature) and ``bias``, and their errors when the truth is known."""
+        """The learned ``weight`` (``weight_i`` per feature) and ``bias``; when the truth is known, also the true
+        values (``weight_true``, ``weight_i_true``, ``bias_true``: constant series to plot beside the learned ones)
+        and the largest absolute errors (``weight_abs_error``, ``bias_abs_error``)."""
         weight, bias = self.coefficients()
         parameters = torch.cat([weight, bias])
-        names = ["weight"] if len(weight) == 1 else [f"weight_{i}" for i in range(len(weight))]
-        summary = dict(zip([*names, "bias"], parameters.unbind()))
+        names = [*(["weight"] if len(weight) == 1 else [f"weight_{i}" for i in range(len(weight))]), "bias"]
+        summary = dict(zip(names, parameters.unbind()))
         if self._truth is not None:
+            summary.update(zip([f"{name}_true" for name in names], self._truth.unbind()))
             errors = (parameters - self._truth).abs()
             summary["weight_abs_error"], summary["bias_abs_error"] = errors[:-1].max(), errors[-1]
         return summary

@@ -9,11 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, metadata
 
+from lit_linreg.cli import HEADLINE_HPARAMS
+from lit_linreg.data import SyntheticRegressionData
+from lit_linreg.loggers import TensorBoardLogger
+from lit_linreg.loggers.tensorboard import tensorboard_tag
 from lit_linreg.task import LinearRegressionTask
 
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS, run, run_subprocess, table_rows
@@ -129,18 +135,86 @@ def test_a_new_fit_never_touches_an_earlier_fits_files(capsys: pytest.CaptureFix
     assert "--ckpt_path best: " + str(Path("checkpoints/base/version_1").resolve()) in capsys.readouterr().out
 
 
-def test_tensorboard_scalars_hparams_and_config() -> None:
+def hparams_of(log_dir: Path) -> tuple[api_pb2.Experiment, dict[str, object], int]:
+    """The HPARAMS entry a run wrote: its experiment (the columns), its session's settings and its end status."""
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0}).Reload()
+    content = events.PluginTagToContent(metadata.PLUGIN_NAME)
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
+    settings = {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}
+    return experiment, settings, end.status
+
+
+def tag_groups(tags: set[str]) -> list[str]:
+    """TIME SERIES' groups in its order: by name, character by character (upper case first)."""
+    return sorted({tag.split("/")[0] for tag in tags})
+
+
+def test_tensorboard_scalars_hparams_and_config(capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "100", "--table.every_n_epochs", "0")
     log_dir = Path("lightning_logs/base/version_0")
     saved = yaml.safe_load((log_dir / "config.yaml").read_text())
     assert saved["model"] == {"variant": "manual", "lr": 0.005}  # in_features is linked from the data
-    events = EventAccumulator(str(log_dir)).Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {"train_loss", "val_loss", "train_mse", "val_r2", "weight", "bias", "weight_abs_error"} <= tags
-    val_loss = [e.value for e in events.Scalars("val_loss")]
-    assert len(val_loss) == 100
-    assert events.Scalars("hp_metric")[-1].value == pytest.approx(val_loss[-1])  # the real final val loss, not -1
     assert yaml.safe_load((log_dir / "hparams.yaml").read_text())["variant"] == "manual"
+
+    # TIME SERIES: the losses first, then the learned parameters beside the true ones; the four baselines once.
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0}).Reload()
+    tags = set(events.Tags()["scalars"])
+    parameters = {f"Parameters/{name}" for name in ("weight", "weight_true", "bias", "bias_true")}
+    metrics = {f"metrics/{stage}_{metric}" for stage in ("train", "val") for metric in ("mae", "mse", "r2")}
+    baselines = {f"baseline/{model}_{split}_mae" for model in ("lad", "ols") for split in ("train", "test")}
+    errors = {"abs_error/weight", "abs_error/bias"}
+    assert tags == {"Loss/train", "Loss/val", *parameters, *errors, *metrics, *baselines, "epoch", "hp_metric"}
+    assert tag_groups(tags | set(events.Tags()["images"]))[:2] == ["Loss", "Parameters"]  # the two groups it opens
+    val_loss = [e.value for e in events.Scalars("Loss/val")]
+    assert len(val_loss) == 100 and len(events.Scalars("Loss/train")) == 100
+    assert [e.value for e in events.Scalars("Parameters/weight_true")] == pytest.approx([0.7] * 100)
+    assert [e.value for e in events.Scalars("Parameters/bias_true")] == pytest.approx([0.3] * 100)
+    assert events.Scalars("hp_metric")[-1].value == pytest.approx(val_loss[-1])  # the real final val loss, not -1
+    assert [len(events.Scalars(tag)) for tag in sorted(baselines)] == [1, 1, 1, 1]
+
+    # HPARAMS: the settings by their plain names, the headline ones ticked; no class paths or instantiators.
+    experiment, settings, status = hparams_of(log_dir)
+    assert status == api_pb2.STATUS_SUCCESS
+    assert {
+        "command": "fit",
+        "variant": "manual",
+        "lr": 0.005,
+        "batch_size": "None",
+        "max_epochs": 100,
+        "seed_everything": 42,
+        "data": "SyntheticRegressionData",
+        "weight": 0.7,
+        "bias": 0.3,
+        "train_split": 0.8,
+        "seed": 0,
+        "shuffle": True,
+        "in_features": 1,
+    }.items() <= settings.items()
+    names = [info.name for info in experiment.hparam_infos]
+    assert {info.name for info in experiment.hparam_infos if info.differs} == set(HEADLINE_HPARAMS)
+    assert set(settings) <= set(names) and {"csv_path", "target", "ckpt_path"} <= set(names)  # other runs' too
+    assert not [n for n in names if n.startswith("_") or "class_path" in n or "init_args" in n]
+    assert not [v for v in settings.values() if isinstance(v, str) and "lit_linreg." in v]
+    columns = {info.display_name: info.name.tag for info in experiment.metric_infos}
+    assert list(columns)[:5] == ["hp_metric", "train_loss", "val_loss", "test_loss", "baseline/lad_train_mae"]
+    assert columns["train_loss"] == "Loss/train" and columns["test_loss"] == "metrics/test_loss"
+    assert {tag for tag in columns.values() if tag in tags} >= {"hp_metric", "Loss/val", *baselines}
+
+    # test and predict runs are sessions of their own, with the same columns and their own metrics.
+    run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+    run("predict", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
+    assert "test_loss" in capsys.readouterr().out
+    for version, command in ((1, "test"), (2, "predict")):
+        other, session, status = hparams_of(Path(f"lightning_logs/base/version_{version}"))
+        assert {info.name for info in other.hparam_infos} == set(names) and status == api_pb2.STATUS_SUCCESS
+        assert other.metric_infos == experiment.metric_infos
+        assert session["command"] == command and session["ckpt_path"] == "checkpoints/base/version_0/last.ckpt"
+        assert session["variant"] == "manual" and "max_epochs" not in session
+    tested = EventAccumulator("lightning_logs/base/version_1").Reload()
+    assert {"metrics/test_loss", "metrics/test_r2", "baseline/lad_test_mae"} <= set(tested.Tags()["scalars"])
+    assert tested.Scalars("metrics/test_loss")[-1].value == pytest.approx(val_loss[-1])  # val is the test split
 
 
 def test_print_config_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,3 +265,42 @@ def test_the_progress_bar_shows_numbers(capsys: pytest.CaptureFixture[str]) -> N
     bar = captured.out + captured.err
     assert re.search(r"train_loss=0\.\d+", bar) and re.search(r"val_loss=0\.\d+", bar), bar[-500:]
     assert "tensor(" not in bar
+
+
+def test_tensorboard_logger_without_the_cli_shows_lightnings_hyperparameters() -> None:
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=TensorBoardLogger("logs", name="python"),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(LinearRegressionTask(lr=0.02), SyntheticRegressionData())
+    experiment, settings, status = hparams_of(Path("logs/python/version_0"))
+    assert status == api_pb2.STATUS_SUCCESS and "command" not in settings  # the module's and data's own
+    assert {"variant": "linear", "lr": 0.02, "batch_size": "None", "weight": 0.7, "in_features": 1}.items() <= (
+        settings.items()
+    )
+    assert [info.name for info in experiment.hparam_infos if info.differs] == ["variant", "lr", "batch_size"]
+    assert set(EventAccumulator("logs/python/version_0").Reload().Tags()["scalars"]) >= {"Loss/train", "hp_metric"}
+
+
+@pytest.mark.parametrize(
+    ("key", "tag"),
+    [
+        ("train_loss", "Loss/train"),
+        ("val_loss", "Loss/val"),
+        ("test_loss", "metrics/test_loss"),
+        ("weight", "Parameters/weight"),
+        ("weight_12_true", "Parameters/weight_12_true"),
+        ("bias_true", "Parameters/bias_true"),
+        ("weight_abs_error", "abs_error/weight"),
+        ("val_r2", "metrics/val_r2"),
+        ("baseline/lad_train_mae", "baseline/lad_train_mae"),
+        ("epoch", "epoch"),
+        ("hp_metric", "hp_metric"),
+        ("my_own_key", "my_own_key"),
+    ],
+)
+def test_tensorboard_tags(key: str, tag: str) -> None:
+    assert tensorboard_tag(key) == tag

@@ -10,11 +10,15 @@ from matplotlib.colors import to_rgba
 from PIL import Image
 
 from lit_linreg.analysis.plots import (
+    CLOUD_POINTS,
+    MAX_PANELS,
     LossPanel,
+    features_figure,
     format_numbers,
     gradient_figure,
     loss_figure,
     lr_finder_figure,
+    predicted_vs_true_figure,
     predictions_figure,
     save_png,
     single_axes,
@@ -38,11 +42,58 @@ def test_predictions_figure_is_the_tutorials_plot_predictions() -> None:
     assert list(points) == ["train data", "test data", "predictions"]
     assert points["train data"].shape == (40, 2) and points["test data"].shape == (10, 2)
     np.testing.assert_allclose(points["predictions"], np.column_stack(predictions))
-    colors = [tuple(c.get_facecolor()[0]) for c in ax.collections]
-    assert colors == [to_rgba("b"), to_rgba("g"), to_rgba("r")]  # the tutorial's blue, green and red
+    train, test, predicted = ax.collections
+    assert [tuple(c.get_facecolor()[0]) for c in (train, test)] == [to_rgba("b"), to_rgba("g")]  # the tutorial's
+    # Its red predictions as rings on top: larger than the data points, which still show inside them.
+    assert tuple(predicted.get_edgecolor()[0]) == to_rgba("r") and len(predicted.get_facecolor()) == 0
+    assert predicted.get_zorder() > max(train.get_zorder(), test.get_zorder())
+    assert predicted.get_sizes()[0] > max(train.get_sizes()[0], test.get_sizes()[0])
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("x", "y", "before training")
     assert ax.get_legend() is None  # the legend sits below the axes, never over a point
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["train data", "test data", "predictions"]
+
+
+def test_predictions_over_a_dense_cloud_thin_the_cloud_not_the_predictions() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random(5000)
+    splits = {"train": (x[:4000], 0.7 * x[:4000] + 0.3), "test": (x[4000:], 0.7 * x[4000:] + 0.3)}
+    (ax,) = predictions_figure(splits, (x[4000:], 0.5 * x[4000:]), title="dense").axes
+    train, test, predicted = ax.collections
+    assert [len(c.get_offsets()) for c in ax.collections] == [CLOUD_POINTS, 1000, 1000]
+    assert train.get_alpha() < 1 and train.get_sizes()[0] < predicted.get_sizes()[0]  # small, translucent
+    # Without predictions, the data figure keeps every point it is given.
+    (data_ax,) = predictions_figure(splits, title="data").axes
+    assert [len(c.get_offsets()) for c in data_ax.collections] == [4000, 1000]
+    many = predictions_figure(splits, (x, 0.5 * x), title="many").axes[0].collections[2]
+    assert len(many.get_offsets()) == 5000 and tuple(many.get_facecolor()[0]) == to_rgba("r")  # a band of dots
+
+
+def test_features_figure_plots_y_against_each_feature() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 6))
+    y = x.sum(1)
+    fig = features_figure({"train": (x[:40], y[:40])}, (x[40:], y[40:]), title="data", feature_names=list("abcdef"))
+    assert len(fig.axes) == MAX_PANELS and [ax.get_xlabel() for ax in fig.axes] == ["a", "b", "c", "d"]
+    assert fig.get_suptitle() == "data (the first 4 of 6 features)"
+    for i, ax in enumerate(fig.axes):
+        points = scatter_points(ax)
+        np.testing.assert_array_equal(points["train data"], np.column_stack([x[:40, i], y[:40]]))
+        np.testing.assert_array_equal(points["predictions"], np.column_stack([x[40:, i], y[40:]]))
+    assert fig.axes[0].get_ylabel() == "y" and len(fig.legends) == 1
+
+
+def test_predicted_vs_true_figure_has_the_line_of_perfect_predictions(tmp_path: Path) -> None:
+    y_true = np.array([-2.0, 0.0, 1.0, 5.0])
+    y_pred = np.array([-1.8, 0.1, 1.0, 1.2])
+    fig = predicted_vs_true_figure(y_true, y_pred, title="after training")
+    (ax,) = fig.axes
+    np.testing.assert_array_equal(scatter_points(ax)["test split"], np.column_stack([y_true, y_pred]))
+    (line,) = ax.lines
+    assert line.get_label() == "perfect: predicted = true"
+    save_png(fig, tmp_path / "pvt.png")
+    low, high = ax.get_xlim()
+    assert low < -2 and high > 5 and ax.get_ylim()[0] < -2  # every point inside, on equal axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("true y", "predicted y")
 
 
 def test_predictions_figure_without_predictions_shows_the_data() -> None:
@@ -66,6 +117,21 @@ def test_single_loss_panel() -> None:
         "linear",
     )
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["train loss", "val loss"]
+
+
+def test_loss_panel_with_a_step_curve() -> None:
+    steps = (np.arange(1, 301) / 100, np.linspace(0.5, 0.1, 300))
+    curves = {
+        "train loss (epoch mean)": (np.arange(3) + 0.5, [0.3, 0.12, 0.1]),
+        "val loss": (np.arange(3) + 1.0, [0.2] * 3),
+    }
+    fig = loss_figure([LossPanel("steps", curves, lines={"train loss (every step)": steps})])
+    (ax,) = fig.axes
+    line, *points = ax.lines
+    assert line.get_label() == "train loss (every step)" and line.get_linestyle() == "-"
+    np.testing.assert_array_equal(line.get_xdata(), steps[0])
+    assert [p.get_marker() for p in points] == ["o", "o"] and all(p.get_markersize() >= 5 for p in points)  # 3 each
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["train loss (every step)", *curves]
 
 
 def test_loss_panels_side_by_side() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 import lit_linreg.commands.sweep
 import lit_linreg.commands.theory
@@ -47,6 +48,36 @@ def test_theory_reproduces_the_tutorials_gradient_descent(drawn, capsys: pytest.
     w = steps.get_xdata()
     assert len(w) == 16 and w[0] == 0.5 and w[1] == pytest.approx(1.7)
     np.testing.assert_allclose(steps.get_ydata(), (2 * w + 1 - 5) ** 2)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--lr", "0.3", "--steps", "8"],  # diverging: the steps leave w_range
+        ["--lr", "0.01", "--steps", "100"],
+        ["--w_range", "-100", "100"],
+        ["--lr", "0.5", "--steps", "200"],  # the loss reaches 1e191
+        ["--x", "0.123456789", "--target", "12345.678", "--w0", "-12345", "--lr", "0.003", "--steps", "1000"],
+    ],
+)
+def test_theory_figure_legends_and_titles_never_overlap(drawn, options: list[str]) -> None:
+    run("theory", *options)
+    fig = drawn["theory.png"]
+    renderer = fig.canvas.get_renderer()  # as last drawn, for the PNG
+    axes_boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+    legends = [ax.get_legend().get_window_extent(renderer) for ax in fig.axes]
+    (suptitle,) = [t for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
+    titles = [suptitle.get_window_extent(renderer), *(ax.title.get_window_extent(renderer) for ax in fig.axes)]
+    texts = legends + titles
+    for i, box in enumerate(texts):
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+        assert not any(box.overlaps(other) for other in texts[i + 1 :])
+        assert not any(box.overlaps(ax_box) for ax_box in axes_boxes)  # no legend or title over a panel
+    if "--lr" in options and options[options.index("--lr") + 1] == "0.3":  # the loss drawn where the steps go
+        descent = fig.axes[2]
+        steps = next(line for line in descent.lines if line.get_label() == "gradient-descent steps").get_xdata()
+        assert descent.lines[0].get_xdata().min() <= steps.min() and descent.lines[0].get_xdata().max() >= steps.max()
 
 
 def test_theory_options(drawn, capsys: pytest.CaptureFixture[str]) -> None:

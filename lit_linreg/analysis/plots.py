@@ -19,6 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.lines import Line2D
 
 from lit_linreg.storage.files import atomic_write
 
@@ -30,13 +32,22 @@ SPLIT_COLORS = {"train": "b", "val": "tab:orange", "test": "g"}  # the tutorial'
 Points = tuple[np.ndarray, np.ndarray]  # (x, y): 1-D arrays of equal length
 
 
+CLOUD_POINTS = 1000  # per split, under predictions: a denser cloud would hide them
+MAX_PANELS = 4  # features drawn side by side
+# Predictions: red rings on top of the data, which still shows inside them; when many, a band of small red dots.
+PREDICTION_STYLE = {"facecolors": "none", "edgecolors": "r", "linewidths": 1.8, "zorder": 3}
+MANY_PREDICTIONS_STYLE = {"c": "r", "linewidths": 0, "zorder": 3}
+
+
 class LossPanel(NamedTuple):
-    """One axes of loss curves: ``curves`` maps a label to (epochs, losses); ``mark_epoch`` draws a dotted line."""
+    """One axes of loss curves: ``curves`` maps a label to (epochs, losses), drawn as points, ``lines`` to a line
+    (e.g. the loss every k steps, at fractional epochs) drawn beneath them; ``mark_epoch`` draws a dotted line."""
 
     title: str
     curves: Mapping[str, Points]
     title_color: str = "black"
     mark_epoch: int | None = None
+    lines: Mapping[str, Points] = {}
 
 
 def format_numbers(values: np.ndarray | Sequence[float]) -> str:
@@ -77,16 +88,84 @@ def predictions_figure(
     xlabel: str = "x",
     prediction_label: str = "predictions",
 ) -> Figure:
-    """The tutorial's ``plot_predictions``: the data points of each split (train blue, test green), predictions red."""
+    """The tutorial's ``plot_predictions``: the data points of each split (train blue, test green), predictions red.
+
+    The predictions are drawn on top, larger and outlined, so that they show over any data; under them each split's
+    cloud is thinned to ``CLOUD_POINTS`` and, when it is dense, drawn small and translucent.
+    """
     fig, ax = single_axes(title)
-    for name, (x, y) in splits.items():
-        ax.scatter(x, y, c=SPLIT_COLORS.get(name), s=12, label=f"{name} data")
+    _scatter_data(ax, splits, thin=predictions is not None)
     if predictions is not None:
-        ax.scatter(*predictions, c="r", s=12, label=prediction_label)
+        _scatter_predictions(ax, *predictions, label=prediction_label)
     ax.set(xlabel=xlabel, ylabel="y")
     ax.grid(alpha=0.3)
     _legend_below(fig, ax)
     return fig
+
+
+def features_figure(
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    predictions: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    title: str,
+    feature_names: Sequence[str],
+    prediction_label: str = "predictions",
+) -> Figure:
+    """Several features: y against each feature (the first ``MAX_PANELS``), side by side on a shared y axis.
+
+    ``splits`` and ``predictions`` hold (rows, features) arrays and their y; predictions are drawn as in
+    :func:`predictions_figure`.
+    """
+    count = min(len(feature_names), MAX_PANELS)
+    shown = "" if count == len(feature_names) else f" (the first {count} of {len(feature_names)} features)"
+    fig = new_figure(max(7.0, 3.0 * count), 4.3)
+    axes = fig.subplots(1, count, sharey=True, squeeze=False)[0]
+    for i, ax in enumerate(axes):
+        _scatter_data(ax, {name: (x[:, i], y) for name, (x, y) in splits.items()}, thin=predictions is not None)
+        if predictions is not None:
+            _scatter_predictions(ax, predictions[0][:, i], predictions[1], label=prediction_label)
+        ax.set_xlabel(feature_names[i])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("y")
+    _legend_below(fig, axes[0])
+    fig.suptitle(title + shown, fontsize="large")
+    return fig
+
+
+def predicted_vs_true_figure(
+    y_true: np.ndarray, y_pred: np.ndarray, *, title: str, label: str = "test split"
+) -> Figure:
+    """Predicted against true y on equal axes, with the line y = x that a perfect model's points would lie on."""
+    fig, ax = single_axes(title)
+    both = np.concatenate([y_true, y_pred])
+    low, high = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+    ax.axline((low, low), slope=1, ls="--", color="0.4", lw=1.2, label="perfect: predicted = true")
+    _scatter_predictions(ax, y_true, y_pred, label=label)
+    ax.set(xlabel="true y", ylabel="predicted y", xlim=(low - pad, high + pad), ylim=(low - pad, high + pad))
+    ax.set_aspect("equal", adjustable="box")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax)
+    return fig
+
+
+def _scatter_data(ax: Axes, splits: Mapping[str, Points], thin: bool) -> None:
+    """Each split's points in its colour: small and translucent when dense; at most CLOUD_POINTS each if ``thin``."""
+    total = sum(len(x) for x, _ in splits.values())
+    dense = total > 200
+    for name, (x, y) in splits.items():
+        if thin and len(x) > CLOUD_POINTS:
+            step = math.ceil(len(x) / CLOUD_POINTS)
+            x, y = x[::step], y[::step]
+        ax.scatter(
+            x, y, c=SPLIT_COLORS.get(name), s=5 if dense else 12, alpha=0.35 if dense else 1.0, label=f"{name} data"
+        )
+
+
+def _scatter_predictions(ax: Axes, x: np.ndarray, y: np.ndarray, label: str) -> None:
+    style: dict[str, Any] = MANY_PREDICTIONS_STYLE if len(x) > 1000 else PREDICTION_STYLE
+    size = 10 if len(x) > 1000 else 60 if len(x) <= 100 else 25
+    ax.scatter(x, y, s=size, label=label, **style)
 
 
 def loss_figure(
@@ -102,8 +181,11 @@ def loss_figure(
         fig = new_figure(3.2 * columns, 2.9 * rows + 0.9)
         axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
     for ax, panel in zip(axes, panels):
+        for label, (epochs, losses) in panel.lines.items():
+            ax.plot(epochs, losses, "-", lw=0.8, color="0.55", label=label)
         for label, (epochs, losses) in panel.curves.items():
-            ax.plot(epochs, losses, ".", ms=2, label=label)  # points: a loss alternating between two levels shows
+            # points: a loss alternating between two levels shows; large enough to see when there are few
+            ax.plot(epochs, losses, "o" if len(epochs) <= 30 else ".", ms=5 if len(epochs) <= 30 else 2, label=label)
         if panel.mark_epoch is not None:
             ax.axvline(panel.mark_epoch, color="0.3", ls=":", lw=1.2)
         ax.set_title(panel.title, color=panel.title_color, fontsize="large" if len(panels) == 1 else 10)
@@ -114,7 +196,10 @@ def loss_figure(
         ax.set_ylabel(ylabel)
     for ax in axes[len(panels) :]:
         fig.delaxes(ax)
-    _legend_below(fig, axes[0], markerscale=4)
+    _legend_below(fig, axes[0])
+    for handle in fig.legends[0].legend_handles:  # the same readable marker for dots and points
+        if isinstance(handle, Line2D):
+            handle.set_markersize(6)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -128,9 +213,17 @@ def gradient_figure(
     optimal_w: float,
     *,
     title: str | None = None,
+    descent_curve: Points | None = None,
 ) -> Figure:
-    """The tutorial's theory figure: the loss L(w), its derivative dL/dw, and the gradient-descent ``steps`` (w, L)."""
-    fig = new_figure(12, 4)
+    """The tutorial's theory figure: the loss L(w), its derivative dL/dw, and the gradient-descent ``steps`` (w, L).
+
+    ``descent_curve`` is the loss drawn under the steps (default: ``w``, ``loss``), e.g. over a range that holds
+    steps which leave ``w``'s. Each legend sits under its panel, never over a curve, whatever the settings.
+    """
+    fig = new_figure(12, 4.8)
+    layout = fig.get_layout_engine()
+    if isinstance(layout, ConstrainedLayoutEngine):
+        layout.set(h_pad=0.08)  # room between the figure's title and the panels'
     loss_ax, gradient_ax, descent_ax = fig.subplots(1, 3)
     loss_ax.plot(w, loss, "b-", lw=2, label="MSE loss")
     loss_ax.axvline(optimal_w, color="r", ls="--", label=f"optimum w={optimal_w:.1f}")
@@ -139,15 +232,16 @@ def gradient_figure(
     gradient_ax.axhline(0, color="black", lw=0.8, ls="--", alpha=0.7)
     gradient_ax.axvline(optimal_w, color="r", ls="--", label="gradient = 0")
     gradient_ax.set(xlabel="weight w", ylabel="dL/dw", title="its gradient  dL/dw = 2x(wx + b - t)")
-    descent_ax.plot(w, loss, "b-", alpha=0.6, label="MSE loss")
-    descent_ax.plot(*steps, "ro-", ms=6, label="gradient-descent steps")
+    descent_ax.plot(*(descent_curve or (w, loss)), "b-", alpha=0.6, label="MSE loss")
+    descent_ax.plot(*steps, "ro-", ms=6 if len(steps[0]) <= 30 else 3, label="gradient-descent steps")
     descent_ax.axvline(optimal_w, color="g", ls="--", label="optimum")
     descent_ax.set(xlabel="weight w", ylabel="MSE loss", title="gradient descent")
     for ax in (loss_ax, gradient_ax, descent_ax):
         ax.grid(alpha=0.3)
-        ax.legend(loc="best")
+        ax.locator_params(axis="x", nbins=5)  # long tick labels (a wide w range) stay apart
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2, fontsize="small", frameon=False)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=12)
     return fig
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from lit_linreg.analysis.plots import (
     TITLE_CHARACTERS,
     LossPanel,
     Points,
+    features_figure,
     format_numbers,
     loss_figure,
+    predicted_vs_true_figure,
     predictions_figure,
     save_png,
 )
@@ -31,20 +34,42 @@ from lit_linreg.data import attached_datamodule
 from lit_linreg.task import as_task
 
 MAX_POINTS = 2000  # per split and figure
+STEP_POINTS = 500  # training-loss points per run when an epoch has several steps
 
 
 class LossHistory(Callback):
-    """Each epoch's ``train_loss`` and ``val_loss`` as the task published them, with their epochs.
+    """Each epoch's ``train_loss`` and ``val_loss`` as the task published them, with their epochs, and with several
+    steps per epoch also the training loss of every k-th step (about ``STEP_POINTS`` in all).
 
-    Per epoch it only keeps a reference to the published (detached) tensors; :meth:`curves` turns them into numbers
-    with one transfer, so recording never waits for the device.
+    Per epoch (and every k steps) it only keeps a reference to the published, detached tensors; :meth:`curves` and
+    :meth:`step_curve` turn them into numbers with one transfer, so recording never waits for the device. A
+    full-batch run (one step per epoch) records no steps: its epoch curve is the same.
     """
 
     def __init__(self) -> None:
         self._records: dict[str, tuple[list[int], list[Tensor]]] = {"train_loss": ([], []), "val_loss": ([], [])}
+        self._steps: tuple[list[float], list[Tensor]] = ([], [])
+        self.every_n_steps = 0  # 0: no step losses (one step per epoch)
+        self._batches = 1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._records = {key: ([], []) for key in self._records}
+        self._steps = ([], [])
+        self._batches = int(min(trainer.num_training_batches, 2**62))  # Lightning reports inf for an unsized loader
+        self.every_n_steps = 0
+        if 1 < self._batches < 2**62:
+            total = trainer.estimated_stepping_batches
+            total = total if math.isfinite(total) else 10 * self._batches
+            self.every_n_steps = max(1, math.ceil(total / STEP_POINTS))
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.every_n_steps and batch_idx % self.every_n_steps == 0:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            if isinstance(loss, Tensor):
+                self._steps[0].append(trainer.current_epoch + (batch_idx + 1) / self._batches)
+                self._steps[1].append(loss.detach())
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record(trainer, "train_loss", as_task(pl_module).epoch_metrics("train").get("train_loss"))
@@ -62,10 +87,11 @@ class LossHistory(Callback):
 
     def curves(self) -> dict[str, Points]:
         """``{"train_loss": (epochs, losses), "val_loss": (epochs, losses)}`` for the epochs recorded so far."""
-        return {
-            key: (np.array(epochs), torch.stack(values).float().cpu().numpy() if values else np.array([]))
-            for key, (epochs, values) in self._records.items()
-        }
+        return {key: (np.array(epochs), _stack(values)) for key, (epochs, values) in self._records.items()}
+
+    def step_curve(self) -> Points:
+        """(epoch + fraction of it done, loss) of every k-th training step so far; empty for one step per epoch."""
+        return np.array(self._steps[0]), _stack(self._steps[1])
 
 
 class FigureWriter(LossHistory):
@@ -73,10 +99,11 @@ class FigureWriter(LossHistory):
 
     fit: ``1_data.png`` (train and test points), ``2_predictions_before_training.png`` (the test split predicted
     before the first step), ``3_predictions_after_training.png`` and ``4_loss_curves.png`` (the published train and
-    val loss of every epoch); test: ``3_predictions_after_training.png`` for the evaluated model; predict:
-    ``5_predictions.png`` beside ``predictions.csv``. Each goes into the run's log directory and, under
-    ``figures/<name>``, to every logger that can ``add_image`` (TensorBoard's IMAGES tab). With several features,
-    the points are plotted against the first one.
+    val loss of every epoch and, with several steps per epoch, the training loss every k steps); test:
+    ``3_predictions_after_training.png`` for the evaluated model; predict: ``5_predictions.png`` beside
+    ``predictions.csv``. Each goes into the run's log directory and, under ``figures/<name>``, to every logger that
+    can ``add_image`` (TensorBoard's IMAGES tab). With several features, the data and predict figures plot y against
+    each feature side by side, and the test split's predictions are plotted against the true y.
 
     Args:
         enabled: draw the figures (false: record and draw nothing, e.g. for benchmarks)
@@ -87,7 +114,7 @@ class FigureWriter(LossHistory):
         self.enabled = enabled
         self.paths: list[Path] = []
         self._directory = Path()
-        self._before_training: tuple[Points, str, int] | None = None  # predictions, title, global step
+        self._before_training: tuple[np.ndarray, str, int] | None = None  # test predictions, title, global step
         self._predicted: list[tuple[Tensor, Tensor]] = []
 
     # fit
@@ -98,10 +125,9 @@ class FigureWriter(LossHistory):
         self._before_training = None
         test = _rows(trainer).get("test")
         if test is not None and trainer.is_global_zero:  # after any checkpoint restore, before the first step
-            when = "before training" if trainer.ckpt_path is None else f"resumed at epoch {trainer.current_epoch}"
+            when = "before training" if trainer.ckpt_path is None else f"resumed at epoch {trainer.current_epoch:,}"
             title = f"Predictions on the test split {when}\n{_describe(pl_module)}"
-            predictions = (_numpy(test[0][:, 0]), _predict(pl_module, test[0]))
-            self._before_training = (predictions, title, trainer.global_step)
+            self._before_training = (_predict(pl_module, test[0]), title, trainer.global_step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.enabled:
@@ -118,16 +144,29 @@ class FigureWriter(LossHistory):
         if rows and datamodule is not None:  # rows come from a RegressionDataModule's splits
             truth = as_task(pl_module).true_parameters()
             line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
-            *others, last = [f"{len(datamodule.splits[name][1])} {name}" for name in rows]
+            *others, last = [f"{len(datamodule.splits[name][1]):,} {name}" for name in rows]
             sizes = f"{', '.join(others)} and {last}" if others else last
             self._draw(trainer, "1_data", rows, None, f"The data: {sizes} rows{line}")
         if self._before_training is not None:
-            self._draw(trainer, "2_predictions_before_training", rows, *self._before_training)
+            predictions, title, step = self._before_training
+            self._draw_test(trainer, "2_predictions_before_training", rows, predictions, title, step)
         if "test" in rows:
-            self._draw_test_predictions(trainer, pl_module, f"after training (epoch {trainer.current_epoch - 1})")
+            self._draw_test_predictions(trainer, pl_module, f"after training (epoch {trainer.current_epoch - 1:,})")
         curves = {name.replace("_", " "): curve for name, curve in self.curves().items() if len(curve[0])}
-        if curves:
-            panel = LossPanel(f"Loss per epoch\n{model}", curves)
+        steps = self.step_curve()
+        if curves or len(steps[0]):
+            if len(steps[0]):  # several steps per epoch: the epoch means mid-epoch, val at the epoch's end
+                offsets = {"train loss": 0.5, "val loss": 1.0}
+                curves = {
+                    f"{name} (epoch mean)" if name == "train loss" else name: (epochs + offsets[name], losses)
+                    for name, (epochs, losses) in curves.items()
+                }
+                every = "every step" if self.every_n_steps == 1 else f"every {self.every_n_steps:,} steps"
+                title = f"Loss per epoch, and {every}\n{model}"
+                lines = {f"train loss ({every})": steps}
+            else:
+                title, lines = f"Loss per epoch\n{model}", {}
+            panel = LossPanel(title, curves, lines=lines)
             self._write(trainer, "4_loss_curves", loss_figure([panel], ylabel="L1 loss (MAE)"))
         self._announce()
 
@@ -143,7 +182,7 @@ class FigureWriter(LossHistory):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs: Tensor, batch, batch_idx, dataloader_idx=0) -> None:
         if self.enabled and trainer.is_global_zero:
-            self._predicted.append((batch[0][:, 0], outputs[:, 0]))
+            self._predicted.append((batch[0], outputs[:, 0]))
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._start_drawing(trainer) or not self._predicted:
@@ -164,26 +203,43 @@ class FigureWriter(LossHistory):
 
     def _draw_test_predictions(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
         rows = _rows(trainer)
-        predictions = (_numpy(rows["test"][0][:, 0]), _predict(pl_module, rows["test"][0]))
-        self._draw(
-            trainer,
-            "3_predictions_after_training",
-            rows,
-            predictions,
-            f"Predictions on the test split {when}\n{_describe(pl_module)}",
-        )
+        title = f"Predictions on the test split {when}\n{_describe(pl_module)}"
+        self._draw_test(trainer, "3_predictions_after_training", rows, _predict(pl_module, rows["test"][0]), title)
+
+    def _draw_test(
+        self,
+        trainer: L.Trainer,
+        name: str,
+        rows: dict[str, tuple[Tensor, Tensor]],
+        y_pred: np.ndarray,
+        title: str,
+        step: int | None = None,
+    ) -> None:
+        """The test split's predictions: over the data (one feature), or against the true y (several)."""
+        x, y = rows["test"]
+        if x.shape[1] == 1:
+            self._draw(trainer, name, rows, (_numpy(x), y_pred), title, step)
+        else:
+            self._write(trainer, name, predicted_vs_true_figure(_numpy(y[:, 0]), y_pred, title=title), step)
 
     def _draw(
         self,
         trainer: L.Trainer,
         name: str,
         rows: dict[str, tuple[Tensor, Tensor]],
-        predictions: Points | None,
+        predictions: tuple[np.ndarray, np.ndarray] | None,
         title: str,
         step: int | None = None,
     ) -> None:
-        points = {split: (_numpy(x[:, 0]), _numpy(y[:, 0])) for split, (x, y) in rows.items()}
-        fig = predictions_figure(points, predictions, title=title, xlabel=_xlabel(trainer))
+        """The data of each split and ``predictions`` (rows of x, y): against x, or against each feature."""
+        points = {split: (_numpy(x), _numpy(y[:, 0])) for split, (x, y) in rows.items()}
+        names = _feature_names(trainer)
+        if len(names) == 1:
+            one = {split: (x[:, 0], y) for split, (x, y) in points.items()}
+            single = None if predictions is None else (predictions[0][:, 0], predictions[1])
+            fig = predictions_figure(one, single, title=title, xlabel=names[0])
+        else:
+            fig = features_figure(points, predictions, title=title, feature_names=names)
         self._write(trainer, name, fig, step)
 
     def _write(self, trainer: L.Trainer, name: str, fig: Figure, step: int | None = None) -> None:
@@ -247,7 +303,10 @@ def _line(weight: Tensor, bias: Tensor) -> str:
     return f"w={format_numbers(weight.tolist())}, b={format_numbers(bias.tolist())}"
 
 
-def _xlabel(trainer: L.Trainer) -> str:
+def _feature_names(trainer: L.Trainer) -> list[str]:
     datamodule = attached_datamodule(trainer)
-    names = ["x"] if datamodule is None else datamodule.feature_names
-    return names[0] if len(names) == 1 else f"{names[0]} (the first of {len(names)} features)"
+    return ["x"] if datamodule is None else datamodule.feature_names
+
+
+def _stack(values: list[Tensor]) -> np.ndarray:
+    return torch.stack(values).float().cpu().numpy() if values else np.array([])

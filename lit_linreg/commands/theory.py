@@ -77,13 +77,17 @@ def theory(
     optimal_w = (target - bias) / x
     history = np.array(gradient_descent(w0, lr, steps, **sample))
     factor = 1 - 2 * lr * x**2
+    # The descent panel's loss covers every step, also those that leave w_range (a diverging descent).
+    reached = history[np.isfinite(history)]
+    descent_w = np.linspace(min(w_range[0], reached.min()), max(w_range[1], reached.max()), 200)
     fig = gradient_figure(
         w,
         mse_loss(w, **sample),
         mse_gradient(w, **sample),
         (history, mse_loss(history, **sample)),
         optimal_w,
-        title=f"x={x:g}, t={target:g}, b={bias:g}: {steps} steps of lr {lr:g} from w0={w0:g}",
+        title=f"x={x:g}, t={target:g}, b={bias:g}: {steps:,} steps of lr {lr:g} from w0={w0:g}",
+        descent_curve=(descent_w, mse_loss(descent_w, **sample)),
     )
     save_png(fig, Path(out))
 

@@ -1,4 +1,4 @@
-"""Loggers: Lightning's TensorBoard logger, cheap enough for hundreds of tiny epochs, with a real ``hp_metric``."""
+"""Loggers: Lightning's TensorBoard logger, cheap enough for hundreds of tiny epochs, laid out for a person to read."""
 
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
 
