@@ -2,13 +2,14 @@
 #   make fit    set up .venv if needed, then: lit-linreg fit --config configs/base.yaml
 #   make test   set up .venv if needed, then run the whole test suite (what CI runs)
 #   make lint   ruff check, ruff format --check and mypy (CI runs it after the tests)
+#   make test-lowest  the suite with every direct dependency at its lowest admitted version (CI runs it too)
 # Set-up installs the dev extra, which includes the serve and export extras (lit-linreg serve / export).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup fit test lint bench tensorboard clean
+.PHONY: setup fit test lint test-lowest bench tensorboard clean
 
 # Set-up is idempotent: it reruns only when pyproject.toml or the constraints change.
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -24,6 +25,17 @@ fit: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The suite again in .venv-lowest, with every direct dependency at the lowest version pyproject.toml admits.
+LOWEST := .venv-lowest
+$(LOWEST)/.installed: pyproject.toml requirements/lowest.txt
+	@test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--constraint requirements/lowest.txt --editable ".[dev]"
+	@touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check lit_linreg tests benchmarks
