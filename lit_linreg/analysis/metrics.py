@@ -1,10 +1,10 @@
 """Metrics: MAE, MSE and R² for one stage as a single torchmetrics ``Metric`` (a measured shortcut).
 
 torchmetrics' own ``MetricCollection(MeanAbsoluteError, MeanSquaredError, R2Score)`` is the idiomatic choice, and
-the results here equal it (tests/test_metrics.py). But one update, compute and reset of that collection costs about
-1.2 ms on a 40-row batch on the 2-core CPUs here, against about 0.3 ms for this one metric (benchmarks/overheads.py,
-row "torchmetrics' MetricCollection"): over the tutorial's 500 epochs of a train and a val stage that is about 1 s,
-more than the whole bare training loop. So this file keeps four running sums in one state tensor instead.
+the results here equal it (tests/test_metrics.py). But it makes the tutorial's fit 0.5 s slower per 500 epochs, about
+1 ms per epoch of a train and a val stage, on the 2-core CPUs here (benchmarks/overheads.py, row "torchmetrics'
+MetricCollection(MAE, MSE, R²) instead of RegressionMetrics": +0.51 s), as much as the whole bare training loop
+takes. So this one metric keeps four running sums in one state tensor instead.
 States are summed across processes under DDP.
 """
 
