@@ -1,27 +1,23 @@
-"""CLI: ``lit-linreg fit|validate|test|predict`` through LightningCLI, and the other commands (commands.py).
+"""CLI: ``lit-linreg fit|validate|test|predict`` through LightningCLI, and the other commands (commands/).
 
 Run: lit-linreg fit --config configs/base.yaml
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import lightning as L
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.types import EVAL_DATALOADERS, TRAIN_DATALOADERS
 
 from lit_linreg.callbacks import (
     BaselineReport,
@@ -33,15 +29,16 @@ from lit_linreg.callbacks import (
     RunCheckpoint,
 )
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
+from lit_linreg.commands.trainer import LitLinregTrainer
 from lit_linreg.console import echo
-from lit_linreg.data import RegressionDataModule, SyntheticRegressionData, attached_datamodule, default_feature_names
-from lit_linreg.datasets.csv import CSVRegressionData
+from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
+from lit_linreg.loggers.hparams import SaveConfig
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
 from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
 from lit_linreg.storage.config_files import check_config_files
-from lit_linreg.task import LinearRegressionTask
+from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
 
 CHECKPOINT_ALIASES = ("last", "best")
 # The options that are groups of options, each set in a config file by a mapping (True: or by a class path). A
@@ -55,173 +52,6 @@ CONFIG_SECTIONS = {
     "figures": False,
     "divergence": False,
 }
-
-
-class LitLinregTrainer(L.Trainer):
-    """Lightning's Trainer: the hardware, the length of training and Lightning's own features.
-
-    A ``lightning.Trainer`` whose methods only call Lightning's: LightningCLI builds the options and the one-line
-    description of ``lit-linreg fit|validate|test|predict`` from their signatures and docstrings, which say what
-    ``--ckpt_path`` means here. ``weights_only`` defaults to True: lit-linreg loads every checkpoint weights-only and
-    refuses False.
-    """
-
-    def __init__(
-        self,
-        *,
-        logger: Logger | Iterable[Logger] | bool | None = None,
-        enable_checkpointing: bool | None = None,
-        default_root_dir: str | Path | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """
-        Args:
-            logger: null or true: lit-linreg's TensorBoard logger, writing to lightning_logs/<run>/version_N/ (with
-                the figures and predictions.csv); false: none (those files go to default_root_dir); or a Logger
-            enable_checkpointing: leave it null or true: lit-linreg always adds its --checkpoint callback (to save
-                nothing, set --checkpoint.save_last and --checkpoint.save_best false)
-            default_root_dir: the folder that holds checkpoints/ and lightning_logs/ (default: the current directory)
-            kwargs: every other argument of ``lightning.Trainer``
-        """
-        super().__init__(
-            logger=logger, enable_checkpointing=enable_checkpointing, default_root_dir=default_root_dir, **kwargs
-        )
-
-    def fit(
-        self,
-        model: L.LightningModule,
-        train_dataloaders: TRAIN_DATALOADERS | L.LightningDataModule | None = None,
-        val_dataloaders: EVAL_DATALOADERS | None = None,
-        datamodule: L.LightningDataModule | None = None,
-        ckpt_path: str | Path | None = None,
-        weights_only: bool | None = True,
-    ) -> None:
-        """Train the model on the data, validating after every epoch.
-
-        Args:
-            model: the task to train
-            train_dataloaders: the training batches, or a datamodule
-            val_dataloaders: the validation batches
-            datamodule: the data (instead of the loaders)
-            ckpt_path: last|best|<file.ckpt>: resume training from the run's newest last.ckpt
-                (checkpoints/<run>/version_N/; a fresh start while the run has none), from the best checkpoint it
-                records, or from that file; null (default): train from scratch in a new version_N
-            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
-                must stay true: lit-linreg refuses false
-        """
-        super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
-
-    def validate(
-        self,
-        model: L.LightningModule | None = None,
-        dataloaders: EVAL_DATALOADERS | L.LightningDataModule | None = None,
-        ckpt_path: str | Path | None = None,
-        verbose: bool = True,
-        datamodule: L.LightningDataModule | None = None,
-        weights_only: bool | None = True,
-    ) -> list[Mapping[str, float]]:
-        """Evaluate a trained checkpoint on the validation split (the test split when data.val_split is 0).
-
-        Args:
-            model: the task to evaluate
-            dataloaders: the validation batches, or a datamodule
-            ckpt_path: last|best|<file.ckpt> (required): the run's newest last.ckpt (checkpoints/<run>/version_N/),
-                the best checkpoint it records, or that file
-            verbose: print the results
-            datamodule: the data (instead of the loaders)
-            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
-                must stay true: lit-linreg refuses false
-        """
-        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
-
-    def test(
-        self,
-        model: L.LightningModule | None = None,
-        dataloaders: EVAL_DATALOADERS | L.LightningDataModule | None = None,
-        ckpt_path: str | Path | None = None,
-        verbose: bool = True,
-        datamodule: L.LightningDataModule | None = None,
-        weights_only: bool | None = True,
-    ) -> list[Mapping[str, float]]:
-        """Evaluate a trained checkpoint on the test split and compare it with the exact OLS and LAD fits.
-
-        Args:
-            model: the task to evaluate
-            dataloaders: the test batches, or a datamodule
-            ckpt_path: last|best|<file.ckpt> (required): the run's newest last.ckpt (checkpoints/<run>/version_N/),
-                the best checkpoint it records, or that file
-            verbose: print the results
-            datamodule: the data (instead of the loaders)
-            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
-                must stay true: lit-linreg refuses false
-        """
-        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
-
-    def predict(
-        self,
-        model: L.LightningModule | None = None,
-        dataloaders: EVAL_DATALOADERS | L.LightningDataModule | None = None,
-        datamodule: L.LightningDataModule | None = None,
-        return_predictions: bool | None = None,
-        ckpt_path: str | Path | None = None,
-        weights_only: bool | None = True,
-    ) -> list[Any] | list[list[Any]] | None:
-        """Predict with a trained checkpoint and write the predictions to predictions.csv.
-
-        Args:
-            model: the task to predict with
-            dataloaders: the rows to predict, or a datamodule
-            datamodule: the data (instead of the loaders)
-            return_predictions: return the predictions (default: unless the strategy spawns processes)
-            ckpt_path: last|best|<file.ckpt> (required): the run's newest last.ckpt (checkpoints/<run>/version_N/),
-                the best checkpoint it records, or that file
-            weights_only: load checkpoints restricted to tensors and primitive types (a checkpoint cannot run code);
-                must stay true: lit-linreg refuses false
-        """
-        return super().predict(model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only)
-
-
-# What TensorBoard's HPARAMS tab ticks for every run: the settings a user compares.
-HEADLINE_HPARAMS = ("variant", "lr", "batch_size", "max_epochs", "seed_everything")
-
-
-class SaveConfig(SaveConfigCallback):
-    """LightningCLI's ``config.yaml`` writer, which also gives lit-linreg's TensorBoard logger the run's settings.
-
-    HPARAMS then shows each run (fit, validate, test, predict) by plain names: the command, ``variant``, ``lr``,
-    ``batch_size``, ``max_epochs`` (fit), ``seed_everything``, the data class and every data setting by its own name,
-    the model's ``in_features`` and ``standardize`` and the ``ckpt_path`` it started from; no class paths.
-    """
-
-    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-        if loggers:
-            settings = run_settings(self.config, trainer, pl_module, stage)
-            for logger in loggers:
-                logger.log_session_hparams(settings, HEADLINE_HPARAMS, KNOWN_SETTINGS)
-
-
-def run_settings(config: Namespace, trainer: L.Trainer, model: L.LightningModule, stage: str) -> dict[str, Any]:
-    """A run's settings under their plain names, as HPARAMS shows them (see :class:`SaveConfig`)."""
-    datamodule = attached_datamodule(trainer)
-    data = dict(datamodule.hparams) if datamodule is not None else {}
-    settings = {
-        "command": stage,
-        "variant": model.hparams.get("variant"),
-        "lr": model.hparams.get("lr"),
-        "batch_size": data.pop("batch_size", None),
-    }
-    if stage == "fit":
-        settings["max_epochs"] = trainer.max_epochs
-    settings["seed_everything"] = config.get("seed_everything")
-    if datamodule is not None:
-        settings["data"] = type(datamodule).__name__
-    settings.update(data)
-    settings.update({k: model.hparams[k] for k in LINKED_FROM_DATA if k in model.hparams})
-    if config.get("ckpt_path"):
-        path = Path(config.ckpt_path).resolve()
-        settings["ckpt_path"] = str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
-    return settings
 
 
 class LitLinregCLI(LightningCLI):
@@ -529,42 +359,6 @@ def _option_value(argv: list[str], option: str) -> str | None:
         if arg.startswith(f"{option}="):
             return arg.partition("=")[2]
     return None
-
-
-def num_features_of(data: RegressionDataModule) -> int:
-    return data.num_features
-
-
-def standardize_of(data: RegressionDataModule) -> bool:
-    return data.standardize
-
-
-def feature_names_of(data: RegressionDataModule) -> list[str] | None:
-    """The data's feature names when they are its own (a CSV file's columns); None for the synthetic data."""
-    names = data.feature_names
-    return None if names == default_feature_names(data.num_features) else list(names)
-
-
-# Model hyperparameters that the data decide (linked at instantiation, so never set directly).
-LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of, "feature_names": feature_names_of}
-
-# Every setting a run of lit-linreg's own data classes can have: HPARAMS columns whichever run TensorBoard reads first.
-KNOWN_SETTINGS = tuple(
-    dict.fromkeys(
-        [
-            *HEADLINE_HPARAMS,
-            "command",
-            "data",
-            *(
-                name
-                for data_class in (SyntheticRegressionData, CSVRegressionData)
-                for name in inspect.signature(data_class).parameters
-            ),
-            *LINKED_FROM_DATA,
-            "ckpt_path",
-        ]
-    )
-)
 
 
 _print = rank_zero_only(echo)

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lit_linreg.analysis.metrics import RegressionMetrics
-from lit_linreg.data import attached_datamodule
+from lit_linreg.data import RegressionDataModule, attached_datamodule, default_feature_names
 from lit_linreg.errors import UserError, require
 from lit_linreg.models import VARIANTS, Variant, build_model
 from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY, load_checkpoint_file
@@ -301,3 +301,21 @@ def as_task(module: L.LightningModule) -> LinearRegressionTask:
     if not isinstance(module, LinearRegressionTask):
         raise TypeError(f"lit-linreg's callbacks need a LinearRegressionTask, got {type(module).__name__}")
     return module
+
+
+def num_features_of(data: RegressionDataModule) -> int:
+    return data.num_features
+
+
+def standardize_of(data: RegressionDataModule) -> bool:
+    return data.standardize
+
+
+def feature_names_of(data: RegressionDataModule) -> list[str] | None:
+    """The data's feature names when they are its own (a CSV file's columns); None for the synthetic data."""
+    names = data.feature_names
+    return None if names == default_feature_names(data.num_features) else list(names)
+
+
+# Task hyperparameters that the data decide: the CLI links them at instantiation, so they are never set directly.
+LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of, "feature_names": feature_names_of}

@@ -16,9 +16,9 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata
 
-from lit_linreg.cli import HEADLINE_HPARAMS
 from lit_linreg.data import SyntheticRegressionData
 from lit_linreg.loggers import TensorBoardLogger
+from lit_linreg.loggers.hparams import HEADLINE_HPARAMS
 from lit_linreg.loggers.tensorboard import tensorboard_tag
 from lit_linreg.task import LinearRegressionTask
 
