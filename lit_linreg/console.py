@@ -28,6 +28,7 @@ def fixed_width(value: float, width: int, decimals: int) -> str:
 
 
 def format_weight(weight: Tensor) -> str:
-    """A weight with 4 decimals (6 characters), or a list of them for several features."""
-    values = [fixed_width(w, 6, 4) for w in weight.reshape(-1).tolist()]
-    return values[0] if len(values) == 1 else "[" + ", ".join(values) + "]"
+    """A weight with 4 decimals (``0.6954``, ``-0.2000``), or a list of them for several features; a value too large
+    for that (a diverging run's) in scientific notation."""
+    values = [fixed_width(w, 7 if w < 0 else 6, 4) for w in weight.reshape(-1).tolist()]
+    return values[0] if len(values) == 1 else "[" + ", ".join(v.strip() for v in values) + "]"

@@ -178,6 +178,8 @@ def test_the_table_stays_readable_for_any_value(capsys: pytest.CaptureFixture[st
     assert fixed_width(0.312881, 10, 6) == "  0.312881"
     assert len(fixed_width(5.0e28, 10, 6)) == 10 and fixed_width(5.0e28, 10, 6) == "5.0000e+28"
     assert fixed_width(-3.9e36, 6, 4) == "-4e+36" and format_weight(torch.tensor([0.6954])) == "0.6954"
+    assert format_weight(torch.tensor([0.6876, -0.2, 0.0302])) == "[0.6876, -0.2000, 0.0302]"  # no -2e-01
+    assert format_weight(torch.tensor([-3.9e36])) == " -4e+36"  # a blown-up weight still fits its column
     assert all(len(fixed_width(v, 10, 6)) == 10 for v in (1e300, -1e300, 123456.0, float("inf"), 0.0))
     assert all(len(fixed_width(v, 6, 4)) == 6 for v in (1e30, -1e30, 12.5, -0.5, float("nan")))
 
