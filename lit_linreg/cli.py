@@ -81,7 +81,7 @@ class LitLinregCLI(LightningCLI):
             )
         finally:
             if self.run_lock is not None:  # the run's folder is free again once its command has run
-                self.run_lock.close()
+                runs.release(self.run_lock)
                 self.run_lock = None
 
     @staticmethod
@@ -234,7 +234,7 @@ class LitLinregCLI(LightningCLI):
                     f"--ckpt_path last: run '{self.run_name}' has no checkpoint yet, so this fit starts from scratch"
                 )
             else:
-                _print(f"--ckpt_path {alias}: {path}")
+                _print(f"--ckpt_path {alias}: {_shown(path)}")
         if path and path != injected:  # an alias, or a checkpoint named in a config file
             argv = self._with_checkpoint(argv, path)
             self.config = parser.parse_args(argv)

@@ -138,12 +138,21 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pyt
         "written yet"
     ) in line
     assert not list(Path("checkpoints/base").glob("version_1/*.ckpt"))  # no checkpoint holds a diverged state
+    assert not Path("checkpoints/base/version_1").exists()  # and the fit that wrote nothing leaves no folder
     assert before == {p: p.read_bytes() for p in good.iterdir()}  # and the earlier run is untouched
     capsys.readouterr()
     run(*fit, "--trainer.max_epochs", "150", "--ckpt_path", "last")  # the suggestion works: resume the good run
     assert f"--ckpt_path last: {good / 'last.ckpt'}" in capsys.readouterr().out
     run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "best")
     assert "test_loss" in capsys.readouterr().out
+
+
+def test_a_fit_that_fails_at_set_up_leaves_no_version_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(capsys, "fit", "--config", CONFIGS / "base.yaml", "--data.step", "0")
+    assert "data.step must be > 0" in line
+    assert not Path("checkpoints/base").exists() or not list(Path("checkpoints/base").iterdir())
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "2", "--table.every_n_epochs", "0")
+    assert [p.name for p in Path("checkpoints/base").iterdir()] == ["version_0"]  # the failed fit used up no number
 
 
 def test_a_finite_blow_up_is_divergence_too(capsys: pytest.CaptureFixture[str]) -> None:

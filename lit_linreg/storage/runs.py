@@ -72,6 +72,16 @@ def lock(folder: Path) -> IO[str]:
     return file
 
 
+def release(lock_file: IO[str]) -> None:
+    """Give up a folder's lock; a version folder that holds nothing but its lock (its fit failed before writing
+    anything: a bad setting, a divergence in the first epoch) is removed, so it neither lingers nor uses up N."""
+    folder = Path(lock_file.name).parent
+    lock_file.close()
+    if version_of(folder) is not None and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+        (folder / LOCK_FILE).unlink(missing_ok=True)
+        folder.rmdir()
+
+
 def find_checkpoint(run_dir: Path, alias: str, fitting: bool = False) -> str | None:
     """The file that ``--ckpt_path last`` or ``best`` names: in the newest ``version_N`` of ``run_dir`` that has a
     ``last.ckpt`` (else a ``last.ckpt`` of the older flat layout in ``run_dir`` itself).
