@@ -30,7 +30,7 @@ from lit_linreg.callbacks import (
 )
 from lit_linreg.commands import EXTRA_COMMANDS, HelpFormatter, check_command, description, run_extra_command
 from lit_linreg.commands.trainer import LitLinregTrainer
-from lit_linreg.console import echo
+from lit_linreg.console import echo, shown_path
 from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.errors import Interrupted, UserError, as_user_error, one_line, require
 from lit_linreg.loggers.hparams import SaveConfig
@@ -234,7 +234,7 @@ class LitLinregCLI(LightningCLI):
                     f"--ckpt_path last: run '{self.run_name}' has no checkpoint yet, so this fit starts from scratch"
                 )
             else:
-                _print(f"--ckpt_path {alias}: {_shown(path)}")
+                _print(f"--ckpt_path {alias}: {shown_path(path)}")
         if path and path != injected:  # an alias, or a checkpoint named in a config file
             argv = self._with_checkpoint(argv, path)
             self.config = parser.parse_args(argv)
@@ -244,7 +244,7 @@ class LitLinregCLI(LightningCLI):
                 self.requested_model = self._subcommand_config().model.clone()
         self._check_config(printing=bool(printing))
         if printing:
-            parser.instantiate_classes(self.config)
+            parser.instantiate(self.config)
             parser.parse_args([*argv, *printing])  # prints and exits
 
     def _check_sections(self) -> None:
@@ -318,14 +318,14 @@ class LitLinregCLI(LightningCLI):
         _print(
             f"lit-linreg {self.subcommand}: run '{self.run_name}' on {trainer.accelerator.__class__.__name__} "
             f"({', '.join(str(d) for d in devices)}; {trainer.strategy.__class__.__name__}) | "
-            f"checkpoints: {_shown(self._subcommand_config().checkpoint.dirpath)} | logs: {logs}"
+            f"checkpoints: {shown_path(self._subcommand_config().checkpoint.dirpath)} | logs: {logs}"
         )
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
         last = checkpoint.last_model_path if isinstance(checkpoint, RunCheckpoint) else ""
         if isinstance(checkpoint, RunCheckpoint) and last:
-            _print(f"checkpoints: last {_shown(last)} | best {_shown(checkpoint.best_model_path)}")
+            _print(f"checkpoints: last {shown_path(last)} | best {shown_path(checkpoint.best_model_path)}")
         if self.interrupt.stopped_after_epoch is not None:
             raise Interrupted(
                 f"interrupted by {self.interrupt.signal_name}: stopped after epoch "
@@ -335,16 +335,6 @@ class LitLinregCLI(LightningCLI):
             )
 
     before_fit = before_validate = before_test = before_predict = _announce
-
-
-def _shown(path: str | None) -> str:
-    """``path`` relative to the current directory when it lies below it (as the user would type it), else as is."""
-    if not path:
-        return "-"
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return path
 
 
 def _as_list(value: Any) -> list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from torch import Tensor
 from tqdm import tqdm
@@ -12,6 +13,16 @@ def echo(message: str) -> None:
     """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
+
+
+def shown_path(path: str | Path | None) -> str:
+    """``path`` relative to the current directory when it lies below it (as the user would type it), else as is."""
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def fixed_width(value: float, width: int, decimals: int) -> str:
@@ -28,7 +39,7 @@ def fixed_width(value: float, width: int, decimals: int) -> str:
 
 
 def format_weight(weight: Tensor) -> str:
-    """A weight with 4 decimals (``0.6954``, ``-0.2000``), or a list of them for several features; a value too large
-    for that (a diverging run's) in scientific notation."""
+    """A weight or bias with 4 decimals (``0.6954``, ``-0.2000``), or a list of them for several features; a value
+    too large for that (a diverging run's) in scientific notation."""
     values = [fixed_width(w, 7 if w < 0 else 6, 4) for w in weight.reshape(-1).tolist()]
     return values[0] if len(values) == 1 else "[" + ", ".join(v.strip() for v in values) + "]"

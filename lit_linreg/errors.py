@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+from lit_linreg.console import shown_path
+
 
 class UserError(ValueError):
     """A problem the user can fix. ``main`` prints it as one line (what, where, how to fix) and exits with status 2."""
@@ -121,6 +123,8 @@ def _parse_error_line(message: str, argv: Sequence[str]) -> str:
     reason = re.sub(r"<class '(\w+)'>", r"\1", parsed[at][2])
     reason = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", reason)
     reason = re.sub(r"^Expected (an? )?", "expected ", reason).replace(". Got value: ", ", got ").rstrip(".")
+    if re.search("does not exist|is not a file", reason):  # the path as typed, not jsonargparse's absolute one
+        reason = re.sub(r"'(/[^']+)'", lambda path: f"'{shown_path(path.group(1))}'", reason)
     line = (f"--{'.'.join(keys)}: " if keys else "") + reason
     given = [
         (len(g) - len(g.lstrip()), g.partition(":")[2].strip())

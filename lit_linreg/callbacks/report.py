@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lit_linreg.analysis.baselines import LinearFit
 from lit_linreg.analysis.report import build_report, format_console, format_markdown, report_table
 from lit_linreg.callbacks.checkpoints import RunCheckpoint
-from lit_linreg.console import echo
+from lit_linreg.console import echo, shown_path
 from lit_linreg.data import attached_datamodule
 from lit_linreg.storage.files import atomic_write
 from lit_linreg.task import as_task
@@ -72,7 +72,7 @@ class BaselineReport(Callback):
         self._log(trainer, report, format_markdown(header, rows))
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
         self.path = atomic_write(directory / self.filename, lambda file: file.write(text.encode()))
-        echo(f"report: {self.path}")
+        echo(f"report: {shown_path(self.path)}")
 
     @staticmethod
     def _log(trainer: L.Trainer, report: dict[str, Any], markdown: str) -> None:

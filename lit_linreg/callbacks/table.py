@@ -46,7 +46,7 @@ class EpochTable(Callback):
         val_loss = task.epoch_metrics("val").get("val_loss")  # empty in an epoch without validation
         losses = [fixed_width(v.item(), 10, 6) if v is not None else f"{'-':>10}" for v in (train_loss, val_loss)]
         weight, bias = task.coefficients()
-        echo(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {fixed_width(bias.item(), 6, 4)}")
+        echo(f"{epoch:5d} | {losses[0]} | {losses[1]} | {format_weight(weight)} | {format_weight(bias)}")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.every_n_epochs or not trainer.is_global_zero:
