@@ -9,13 +9,12 @@ from __future__ import annotations
 import codecs
 import errno
 import math
+import os
 import re
 from argparse import ArgumentError
 from collections.abc import Iterable, Sequence
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-from lit_linreg.console import shown_path
 
 
 class UserError(ValueError):
@@ -101,6 +100,15 @@ _FRAME = re.compile(
 _KEY = re.compile(r'Parser key "([^"]+)":\s*')
 
 
+def _as_typed(path: str, argv: Sequence[str]) -> str:
+    """``path`` as the command line spelled it (``configs/bsae.yaml``), when one of its arguments names it."""
+    for arg in argv:
+        value = str(arg).partition("=")[2] if str(arg).startswith("--") else str(arg)
+        if value and os.path.abspath(value) == os.path.abspath(path):
+            return value
+    return path
+
+
 def _parse_error_line(message: str, argv: Sequence[str]) -> str:
     """One line from a jsonargparse message: ``--<option>: <innermost reason> (given: <value>); <how to fix>``."""
     parsed: list[tuple[int, str | None, str]] = []  # (indent, option key or None, reason or "")
@@ -124,7 +132,7 @@ def _parse_error_line(message: str, argv: Sequence[str]) -> str:
     reason = re.sub(r"typing\.Literal\[(.*)\]", r"one of \1", reason)
     reason = re.sub(r"^Expected (an? )?", "expected ", reason).replace(". Got value: ", ", got ").rstrip(".")
     if re.search("does not exist|is not a file", reason):  # the path as typed, not jsonargparse's absolute one
-        reason = re.sub(r"'(/[^']+)'", lambda path: f"'{shown_path(path.group(1))}'", reason)
+        reason = re.sub(r"'(/[^']+)'", lambda path: f"'{_as_typed(path.group(1), argv)}'", reason)
     line = (f"--{'.'.join(keys)}: " if keys else "") + reason
     given = [
         (len(g) - len(g.lstrip()), g.partition(":")[2].strip())

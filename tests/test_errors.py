@@ -179,6 +179,13 @@ def test_a_config_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     )
 
 
+def test_a_missing_config_is_named_as_typed(capsys: pytest.CaptureFixture[str]) -> None:
+    for typed in ("configs/bsae.yaml", "./configs/../bsae.yaml"):
+        assert f"--config: File does not exist: '{typed}'; check the path" in error_line(
+            capsys, "fit", "--config", typed
+        )
+
+
 def test_a_config_given_as_a_string_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
     line = error_line(capsys, "fit", "--config", "model: null")
     assert "the model section is None, not a group of options; give it options (e.g. --model.<option> <value>" in line
