@@ -40,7 +40,6 @@ from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load
 from lit_linreg.storage.config_files import check_config_files
 from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
 
-CHECKPOINT_ALIASES = ("last", "best")
 # The options that are groups of options, each set in a config file by a mapping (True: or by a class path). A
 # section left null (`model:` with nothing below it) would silently drop the options an earlier config set in it.
 CONFIG_SECTIONS = {
@@ -131,25 +130,12 @@ class LitLinregCLI(LightningCLI):
     @property
     def run_name(self) -> str:
         cfg = self._subcommand_config()
-        if cfg.get("run_name"):
-            name = cfg.run_name
-        elif cfg.get("config"):
-            name = Path(str(cfg.config[-1])).stem
-        elif cfg.get("ckpt_path") and cfg.ckpt_path not in CHECKPOINT_ALIASES:
-            folder = Path(cfg.ckpt_path).resolve().parent
-            name = folder.parent.name if runs.version_of(folder) is not None else folder.name
-        else:
-            name = "default"
-        require(
-            name not in ("", ".", "..") and "/" not in name and "\\" not in name,
-            f"run_name must be a plain folder name, got {name!r}",
-        )
-        return name
+        return runs.run_name(cfg.get("run_name"), cfg.get("config") or (), cfg.get("ckpt_path"))
 
     @property
     def run_dir(self) -> Path:
         """``checkpoints/<run>/``: the run's checkpoint folders, one ``version_N`` per fit."""
-        return self.root_dir / "checkpoints" / self.run_name
+        return runs.checkpoint_dir(self.root_dir, self.run_name)
 
     @property
     def log_root(self) -> Path:
@@ -218,7 +204,7 @@ class LitLinregCLI(LightningCLI):
         printing = [a for a in argv if a.partition("=")[0] == "--print_config"]
         argv = [a for a in argv if a not in printing]
         injected = _option_value(argv, "--ckpt_path")
-        if injected in CHECKPOINT_ALIASES:
+        if injected in runs.CHECKPOINT_ALIASES:
             injected = None
         check_config_files(argv, CONFIG_SECTIONS, self.subcommands())
         if injected:  # before the first parse too: the options of its data class (e.g. --data.predict_csv) need it
@@ -226,9 +212,10 @@ class LitLinregCLI(LightningCLI):
         self.config = parser.parse_args(argv)
         self._check_sections()
         path = self._subcommand_config().get("ckpt_path")
-        if path in CHECKPOINT_ALIASES:
+        if path in runs.CHECKPOINT_ALIASES:
             alias = path
-            path = runs.find_checkpoint(self.run_dir, alias, fitting=self.config.get("subcommand") == "fit")
+            folder = runs.checkpoint_dir(self.root_dir, self.run_name, self._subcommand_config().checkpoint.dirpath)
+            path = runs.find_checkpoint(folder, alias, fitting=self.config.get("subcommand") == "fit")
             if path is None:
                 _print(
                     f"--ckpt_path last: run '{self.run_name}' has no checkpoint yet, so this fit starts from scratch"

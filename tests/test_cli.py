@@ -122,6 +122,23 @@ def test_resume_from_last_matches_an_uninterrupted_run(capsys: pytest.CaptureFix
     assert [round(p.item(), 4) for p in task.model.coefficients()] == [0.6954, 0.2998]
 
 
+def test_last_and_best_look_in_the_configs_checkpoint_dirpath(capsys: pytest.CaptureFixture[str]) -> None:
+    """A config that sets checkpoint.dirpath writes its checkpoints there, so last and best are found there too: a
+    resume continues (it once started from scratch over them) and predict finds them, as serve and export do."""
+    config = yaml.safe_load((CONFIGS / "base.yaml").read_text())
+    config["checkpoint"]["dirpath"] = "my_checkpoints"
+    Path("mine.yaml").write_text(yaml.safe_dump(config))
+    run("fit", "--config", "mine.yaml", "--trainer.max_epochs", "300", "--table.every_n_epochs", "50")
+    assert Path("my_checkpoints/last.ckpt").is_file() and not Path("checkpoints").exists()
+    capsys.readouterr()
+    run("fit", "--config", "mine.yaml", "--ckpt_path", "last", "--table.every_n_epochs", "50")
+    out = capsys.readouterr().out
+    assert "--ckpt_path last: my_checkpoints/last.ckpt" in out
+    assert table_rows(out)[0][0] == 300 and table_rows(out)[-1][0] == 450  # resumed at epoch 300, not from 0
+    run("predict", "--config", "mine.yaml", "--ckpt_path", "best")
+    assert "--ckpt_path best: my_checkpoints/best-epoch=" in capsys.readouterr().out
+
+
 def test_a_new_fit_never_touches_an_earlier_fits_files(capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "60", "--table.every_n_epochs", "0")
     first = Path("checkpoints/base/version_0")

@@ -1,6 +1,6 @@
 """``lit-linreg export``: a checkpoint as a plain model file for other runtimes, checked against the checkpoint.
 
-Run: lit-linreg export --ckpt_path checkpoints/base/last.ckpt --format onnx     (writes checkpoints/base/last.onnx)
+Run: lit-linreg export --ckpt_path checkpoints/base/version_0/last.ckpt --format onnx  (writes last.onnx beside it)
 
 The exported model is the task's ``forward``: the standardisation (for CSV models trained with it) and the linear
 model, float32 ``x`` of shape (rows, features) in, ``y_pred`` of shape (rows, 1) out, any number of rows. Before the

@@ -2,8 +2,9 @@
 
 ``--ckpt_path last|best`` names the run's checkpoint folder as ``lit-linreg predict`` does: ``checkpoints/<run>/``
 under ``trainer.default_root_dir`` (``.``), where ``<run>`` is the ``--config`` file's ``run_name``, else its stem,
-else ``default``, and ``checkpoint.dirpath`` in the config wins over both (see LitLinregCLI.run_name and
-checkpoint_dir). Every file is read weights-only through the project's trusted-checkpoint checks.
+else ``default``, and ``checkpoint.dirpath`` in the config wins over both (``storage.runs.run_name`` and
+``checkpoint_dir``, which the CLI uses too). Every file is read weights-only through the project's
+trusted-checkpoint checks.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from torch import Tensor
 
 from lit_linreg.datasets.csv_reader import is_number, read_head
 from lit_linreg.errors import UserError
+from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import data_config, load_checkpoint_file
-from lit_linreg.storage.runs import find_checkpoint
 from lit_linreg.task import LinearRegressionTask
-
-CHECKPOINT_ALIASES = ("last", "best")
 
 
 def run_checkpoint_dir(config: str | None = None) -> Path:
@@ -38,26 +37,24 @@ def run_checkpoint_dir(config: str | None = None) -> Path:
             raise UserError(f"config file {config} is not valid YAML ({' '.join(str(err).split())}); fix it") from err
         if not isinstance(settings, dict):
             raise UserError(f"config file {config} is not a mapping of settings; use a config written for fit")
-    dirpath = (settings.get("checkpoint") or {}).get("dirpath")
-    if dirpath:
-        return Path(dirpath)
     root = Path((settings.get("trainer") or {}).get("default_root_dir") or ".")
-    run = settings.get("run_name") or (Path(config).stem if config else "default")
-    return root / "checkpoints" / str(run)
+    name = runs.run_name(settings.get("run_name"), [config] if config else [])
+    return runs.checkpoint_dir(root, name, (settings.get("checkpoint") or {}).get("dirpath"))
 
 
 def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     """The checkpoint file that ``--ckpt_path`` names: ``last``, ``best`` (of the ``--config``'s run) or a file."""
     directory = run_checkpoint_dir(config)  # also checks the config file, wherever the checkpoint is
-    if ckpt_path not in CHECKPOINT_ALIASES:
+    if ckpt_path not in runs.CHECKPOINT_ALIASES:
         return ckpt_path
     try:
-        path = find_checkpoint(directory, ckpt_path)
+        path = runs.find_checkpoint(directory, ckpt_path)
     except UserError as err:
         if config is None:
             raise UserError(
                 f"{err}; without --config, last and best mean the run 'default' ({directory}): add the fit's "
-                f"--config (e.g. --config configs/base.yaml) or name the file (--ckpt_path checkpoints/base/last.ckpt)"
+                f"--config (e.g. --config configs/base.yaml) or name the file "
+                f"(--ckpt_path checkpoints/base/version_0/last.ckpt)"
             ) from None
         raise
     assert path is not None  # not fitting: a missing last.ckpt is an error

@@ -1,6 +1,6 @@
 """``lit-linreg serve``: a trained checkpoint behind an HTTP endpoint, on LitServe (the ``serve`` extra).
 
-Run: lit-linreg serve --ckpt_path checkpoints/base/last.ckpt
+Run: lit-linreg serve --ckpt_path checkpoints/base/version_0/last.ckpt
      curl -s -X POST http://127.0.0.1:8000/predict -d '{"x": [0.8, 0.98]}'
 """
 

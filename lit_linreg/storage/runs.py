@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +20,32 @@ from lit_linreg.errors import UserError, require
 
 VERSION = re.compile(r"^version_(\d+)$")
 LOCK_FILE = ".lock"
+CHECKPOINT_ALIASES = ("last", "best")  # --ckpt_path values that name a run's checkpoint rather than a file
+
+
+def run_name(explicit: str | None = None, configs: Sequence[str | Path] = (), ckpt_path: str | None = None) -> str:
+    """The run's name: ``--run_name``, else the last ``--config`` file's stem, else the run of the ``--ckpt_path``
+    file (``checkpoints/<run>/version_N/last.ckpt``, or the flat ``checkpoints/<run>/last.ckpt``), else ``default``."""
+    if explicit:
+        name = explicit
+    elif configs:
+        name = Path(str(configs[-1])).stem
+    elif ckpt_path and ckpt_path not in CHECKPOINT_ALIASES:
+        folder = Path(ckpt_path).resolve().parent
+        name = folder.parent.name if version_of(folder) is not None else folder.name
+    else:
+        name = "default"
+    require(
+        name not in ("", ".", "..") and "/" not in name and "\\" not in name,
+        f"run_name must be a plain folder name, got {name!r}",
+    )
+    return name
+
+
+def checkpoint_dir(root: Path, name: str, dirpath: str | None = None) -> Path:
+    """Where a run's checkpoints are, and where ``--ckpt_path last|best`` looks: the config's ``checkpoint.dirpath``
+    when it sets one, else ``<root>/checkpoints/<name>/`` (with a ``version_N`` folder per fit)."""
+    return Path(dirpath) if dirpath else root / "checkpoints" / name
 
 
 def versions(*roots: Path) -> list[int]:
