@@ -97,17 +97,8 @@ RESUMABLE = [
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, capsys) -> None:
     run(*RESUMABLE, "--run_name", "uninterrupted")
     log = tmp_path / "killed.log"
-    with open(log, "w") as output:
-        killed = subprocess.Popen(
-            [sys.executable, "-m", "lit_linreg", *RESUMABLE, "--run_name", "resume"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    deadline = time.monotonic() + 300
-    while "\n    3 |" not in log.read_text():  # epoch 2's checkpoint is written before epoch 3 starts
-        assert killed.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
+    killed = _lit_linreg_process(*RESUMABLE, "--run_name", "resume", log=log)
+    _wait_for(killed, log, "\n    3 |")  # epoch 2's checkpoint is written before epoch 3 starts
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL
     saved_epoch = torch.load("checkpoints/resume/version_0/last.ckpt", weights_only=True)["epoch"]
@@ -196,17 +187,8 @@ def test_the_table_stays_readable_for_any_value(capsys: pytest.CaptureFixture[st
 def test_sigterm_saves_at_the_epoch_boundary_and_the_resume_is_bit_identical(tmp_path: Path, capsys) -> None:
     log = tmp_path / "terminated.log"
     args = RESUMABLE
-    with open(log, "w") as output:
-        job = subprocess.Popen(
-            [sys.executable, "-m", "lit_linreg", *args, "--run_name", "terminated"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    deadline = time.monotonic() + 300
-    while "\n    2 |" not in log.read_text():
-        assert job.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
+    job = _lit_linreg_process(*args, "--run_name", "terminated", log=log)
+    _wait_for(job, log, "\n    2 |")
     job.send_signal(signal.SIGTERM)
     assert job.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
     text = log.read_text()
@@ -228,19 +210,28 @@ def test_sigterm_saves_at_the_epoch_boundary_and_the_resume_is_bit_identical(tmp
     assert all(torch.equal(resumed["state_dict"][k], v) for k, v in uninterrupted["state_dict"].items())
 
 
-def _fit_process(*args: object, log: Path) -> subprocess.Popen:
-    output = open(log, "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(
-        [sys.executable, "-m", "lit_linreg", "fit", *map(str, args)],
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def _lit_linreg_process(*args: object, log: Path) -> subprocess.Popen:
+    """``python -m lit_linreg <args>`` in the background, its stdout and stderr going to ``log``."""
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lit_linreg", *map(str, args)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _wait_for(process: subprocess.Popen, log: Path, text: str, timeout: float = 300) -> None:
+    """Wait until ``text`` appears in ``log``, while ``process`` is still running."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
 
 
 def test_two_fits_of_one_run_at_once_both_finish_in_separate_folders(tmp_path: Path) -> None:
     args = ("--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "200", "--figures.enabled", "false")
-    jobs = [_fit_process(*args, log=tmp_path / f"{i}.log") for i in range(2)]
+    jobs = [_lit_linreg_process("fit", *args, log=tmp_path / f"{i}.log") for i in range(2)]
     assert [job.wait(timeout=300) for job in jobs] == [0, 0], [(tmp_path / f"{i}.log").read_text() for i in range(2)]
     folders = sorted(p.name for p in Path("checkpoints/base").iterdir())
     assert folders == ["version_0", "version_1"]
@@ -255,12 +246,9 @@ def test_two_fits_of_one_run_at_once_both_finish_in_separate_folders(tmp_path: P
 def test_a_second_resume_of_the_same_folder_refuses_at_once(tmp_path: Path) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "10", "--figures.enabled", "false")
     args = ("--config", CONFIGS / "base.yaml", "--ckpt_path", "last", "--trainer.max_epochs", "3000")
-    first = _fit_process(*args, "--table.every_n_epochs", "1", log=tmp_path / "first.log")
-    deadline = time.monotonic() + 300
-    while "\n   12 |" not in (tmp_path / "first.log").read_text():  # resumed and training
-        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
-        time.sleep(0.02)
-    second = _fit_process(*args, log=tmp_path / "second.log")
+    first = _lit_linreg_process("fit", *args, "--table.every_n_epochs", "1", log=tmp_path / "first.log")
+    _wait_for(first, tmp_path / "first.log", "\n   12 |")  # resumed and training
+    second = _lit_linreg_process("fit", *args, log=tmp_path / "second.log")
     assert second.wait(timeout=120) == 2
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=120)
