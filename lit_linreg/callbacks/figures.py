@@ -1,6 +1,6 @@
 """Figures of a run: the tutorial's plots, written as PNG files into the run's log directory and to TensorBoard.
 
-``FigureWriter`` only decides when to draw and where the pictures go; ``lit_linreg.plots`` draws them.
+``FigureWriter`` only decides when to draw and where the pictures go; ``lit_linreg.analysis.plots`` draws them.
 """
 
 from __future__ import annotations

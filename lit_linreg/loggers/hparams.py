@@ -10,6 +10,7 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.cli import SaveConfigCallback
 
+from lit_linreg.console import shown_path
 from lit_linreg.data import SyntheticRegressionData, attached_datamodule
 from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.loggers.tensorboard import TensorBoardLogger
@@ -53,8 +54,7 @@ def run_settings(config: Namespace, trainer: L.Trainer, model: L.LightningModule
     settings.update(data)
     settings.update({k: model.hparams[k] for k in LINKED_FROM_DATA if k in model.hparams})
     if config.get("ckpt_path"):
-        path = Path(config.ckpt_path).resolve()
-        settings["ckpt_path"] = str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+        settings["ckpt_path"] = shown_path(Path(config.ckpt_path).resolve())  # absolute when outside the cwd
     return settings
 
 
