@@ -207,11 +207,10 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> list[Block]:
     return blocks
 
 
-def _commands() -> list[Command]:
-    return [command for block in transcripts(README.read_text(encoding="utf-8")) for command in block.commands]
+COMMANDS = [command for block in transcripts(README.read_text(encoding="utf-8")) for command in block.commands]
 
 
-@pytest.mark.parametrize("index", range(len(_commands())), ids=[f"line {c.line}: {c.text[:70]}" for c in _commands()])
+@pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[f"line {c.line}: {c.text[:70]}" for c in COMMANDS])
 def test_the_readme_shows_what_the_command_prints(replayed: list[Block], index: int) -> None:
     command = [command for block in replayed for command in block.commands][index]
     assert command.actual is not None
@@ -227,7 +226,7 @@ def test_every_fenced_block_names_its_language() -> None:
     so none can show an output that nothing checks."""
     unnamed = [block.line for block in fenced_blocks(README.read_text(encoding="utf-8")) if not block.lang]
     assert not unnamed, f"README.md lines {unnamed}: name the block's language (console for an output)"
-    assert len(_commands()) >= 20
+    assert len(COMMANDS) >= 20
 
 
 def test_numbers_are_compared_at_the_precision_shown() -> None:
