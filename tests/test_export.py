@@ -101,6 +101,11 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tutorial_ckpt: 
     line = fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--format", "tflite")
     assert "--format: expected one of 'onnx', 'torchscript', 'exported', got tflite" in line
     assert "is a folder" in fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path))
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text("run_name: a\nrun_name: b\n")  # checked as fit checks a --config file
+    assert f"config file {repeated} line 2: run_name is set twice" in fails(
+        capsys, "--ckpt_path", "last", "--config", str(repeated)
+    )
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime", "onnxscript"])

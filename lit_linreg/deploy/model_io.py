@@ -21,6 +21,7 @@ from lit_linreg.datasets.csv_reader import is_number, read_head
 from lit_linreg.errors import UserError
 from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import data_config, load_checkpoint_file
+from lit_linreg.storage.config_files import config_file_error
 from lit_linreg.task import LinearRegressionTask
 
 
@@ -31,12 +32,10 @@ def run_checkpoint_dir(config: str | None = None) -> Path:
         path = Path(config)
         if not path.is_file():
             raise UserError(f"--config {config} does not exist or is not a file; check the path")
-        try:
-            settings = yaml.safe_load(path.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise UserError(f"config file {config} is not valid YAML ({' '.join(str(err).split())}); fix it") from err
-        if not isinstance(settings, dict):
-            raise UserError(f"config file {config} is not a mapping of settings; use a config written for fit")
+        problem = config_file_error(config)  # the checks of fit's --config files: UTF-8, YAML, a mapping, ...
+        if problem:
+            raise UserError(problem)
+        settings = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     root = Path((settings.get("trainer") or {}).get("default_root_dir") or ".")
     name = runs.run_name(settings.get("run_name"), [config] if config else [])
     return runs.checkpoint_dir(root, name, (settings.get("checkpoint") or {}).get("dirpath"))
