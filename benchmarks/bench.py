@@ -29,6 +29,7 @@ from recipes import (  # noqa: E402
     TrainEpochTimer,
     bare_lightning_epoch,
     bare_lightning_loop,
+    idiomatic_tutorial,
     dataloader_steps,
     plain_loop,
     plain_minibatch_epoch,
@@ -79,6 +80,7 @@ def tutorial_section(repeats: int) -> None:
         "plain PyTorch loop": plain_loop,
         "bare Lightning loop (Trainer defaults)": lambda: quietly(bare_lightning_loop),
         "bare Lightning loop, no bar and no summary": lambda: bare_lightning_loop(minimal=True),
+        "idiomatic Lightning (metrics, logger, checkpoints)": lambda: in_temporary_folder(idiomatic_tutorial),
         base: seed_recipe_fit,
         "  the same, --figures.enabled false": lambda: seed_recipe_fit("--figures.enabled", "false"),
     }
@@ -87,6 +89,8 @@ def tutorial_section(repeats: int) -> None:
     for name, (seconds, (weight, bias)) in results.items():
         print(f"   {name:<44} {seconds:8.3f} {weight:7.4f} {bias:7.4f}")
     plain = results["plain PyTorch loop"][0]
+    idiomatic = results["idiomatic Lightning (metrics, logger, checkpoints)"][0]
+    print(f"   lit-linreg, every default output / idiomatic Lightning = {results[base][0] / idiomatic:.2f} (target <= 1.25)")
     bare = results["bare Lightning loop (Trainer defaults)"][0]
     minimal = results["bare Lightning loop, no bar and no summary"][0]
     for label, ours in (
@@ -163,6 +167,11 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
 
 def _coefficients(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return model.coefficients() if hasattr(model, "coefficients") else model.model.coefficients()
+
+
+def in_temporary_folder(function: Callable[[str], object]) -> object:
+    with tempfile.TemporaryDirectory() as tmp, quiet():
+        return function(tmp)
 
 
 def quietly(function: Callable[[], object]) -> object:

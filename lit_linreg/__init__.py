@@ -8,6 +8,7 @@ from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
 from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.errors import UserError
 from lit_linreg.models import LinearRegression, ManualLinearRegression, build_model
+from lit_linreg.storage.checkpoints import load_task
 from lit_linreg.task import LinearRegressionTask
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "SyntheticRegressionData",
     "UserError",
     "build_model",
+    "load_task",
 ]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lit_linreg.errors import UserError
-from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY
+from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY, load_task
 from lit_linreg.task import LinearRegressionTask
 
 from .bad_inputs import error_line, fit_real_checkpoint, write_bad_checkpoints
@@ -47,7 +47,7 @@ def test_every_bad_checkpoint_gets_its_own_message(name: str, files: dict[str, P
     path = files[name]
     assert f"checkpoint {path} {EXPECTED[name]}" in error_line(capsys, "predict", "--ckpt_path", path)
     with pytest.raises(UserError, match=EXPECTED[name]):
-        LinearRegressionTask.load_from_checkpoint(path)
+        load_task(path)
     assert not files["marker"].exists()
 
 
@@ -76,7 +76,7 @@ def test_weights_only_false_is_refused(files: dict[str, Path], capsys: pytest.Ca
         capsys, "predict", "--ckpt_path", files["real"], "--weights_only", "false"
     )
     with pytest.raises(UserError, match="weights_only=False is refused"):
-        LinearRegressionTask.load_from_checkpoint(files["real"], weights_only=False)
+        load_task(files["real"], weights_only=False)
 
 
 def test_a_config_that_contradicts_the_checkpoint(tmp_path: Path, files: dict[str, Path], capsys) -> None:
@@ -111,7 +111,7 @@ def test_a_directory_names_the_checkpoints_in_it(files: dict[str, Path], capsys)
         "checkpoint empty_folder is a directory, and it holds no checkpoint (*.ckpt) files; give a .ckpt file" in line
     )
     with pytest.raises(UserError, match="is a directory"):
-        LinearRegressionTask.load_from_checkpoint(run_dir)
+        load_task(run_dir)
 
 
 @pytest.mark.parametrize("entry", [{"format": 99, "data_class": None}, {"format": "2"}, "not a mapping"])
@@ -128,4 +128,4 @@ def test_a_checkpoint_of_another_lit_linreg_version(entry: object, files: dict[s
     for command in ("predict", "test"):
         assert error_line(capsys, command, "--ckpt_path", path) == f"lit-linreg: error: {message}"
     with pytest.raises(UserError, match=re.escape(message)):
-        LinearRegressionTask.load_from_checkpoint(path)
+        load_task(path)

@@ -16,10 +16,9 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata
 
+from lit_linreg.callbacks import RunReport
+from lit_linreg.callbacks.report import RESULTS, SETTINGS
 from lit_linreg.data import SyntheticRegressionData
-from lit_linreg.loggers import TensorBoardLogger
-from lit_linreg.loggers.hparams import HEADLINE_HPARAMS
-from lit_linreg.loggers.tensorboard import tensorboard_tag
 from lit_linreg.task import LinearRegressionTask
 
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS, run, run_subprocess, table_rows
@@ -40,7 +39,8 @@ def test_fit_test_predict_round_trip_in_a_fresh_process(capsys: pytest.CaptureFi
     # A fresh process, no --config: the checkpoint alone rebuilds the manual variant and its data.
     result = run_subprocess("predict", "--ckpt_path", "checkpoints/base/version_0/last.ckpt")
     path = Path(result.stdout.split("predictions: ")[1].split(" (")[0])
-    assert path.parent.parent == Path("lightning_logs/base")  # the run's name comes from the checkpoint's folder
+    # Beside the logs of the fit whose checkpoint it used: the run's name and version come from the checkpoint.
+    assert path.parent == Path("lightning_logs/base/version_0/predict_0")
     rows = read_csv(path)
     assert list(rows[0]) == ["x", "y_pred", "y_true", "abs_error"]
     assert [round(r["x"], 2) for r in rows] == [round(0.8 + 0.02 * i, 2) for i in range(10)]
@@ -126,7 +126,7 @@ def test_last_and_best_look_in_the_configs_checkpoint_dirpath(capsys: pytest.Cap
     """A config that sets checkpoint.dirpath writes its checkpoints there, so last and best are found there too: a
     resume continues (it once started from scratch over them) and predict finds them, as serve and export do."""
     config = yaml.safe_load((CONFIGS / "base.yaml").read_text())
-    config["checkpoint"]["dirpath"] = "my_checkpoints"
+    config["checkpoint"] = {"dirpath": "my_checkpoints"}
     Path("mine.yaml").write_text(yaml.safe_dump(config))
     run("fit", "--config", "mine.yaml", "--trainer.max_epochs", "300", "--table.every_n_epochs", "50")
     assert Path("my_checkpoints/last.ckpt").is_file() and not Path("checkpoints").exists()
@@ -163,42 +163,32 @@ def hparams_of(log_dir: Path) -> tuple[api_pb2.Experiment, dict[str, object], in
     return experiment, settings, end.status
 
 
-def tag_groups(tags: set[str]) -> list[str]:
-    """TIME SERIES' groups in its order: by name, character by character (upper case first)."""
-    return sorted({tag.split("/")[0] for tag in tags})
-
-
 def test_tensorboard_scalars_hparams_and_config(capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "100", "--table.every_n_epochs", "0")
     log_dir = Path("lightning_logs/base/version_0")
     saved = yaml.safe_load((log_dir / "config.yaml").read_text())
     assert saved["model"] == {"variant": "manual", "lr": 0.005}  # in_features is linked from the data
-    assert yaml.safe_load((log_dir / "hparams.yaml").read_text())["variant"] == "manual"
 
-    # TIME SERIES: the losses first, then the learned parameters beside the true ones; the four baselines once.
+    # TIME SERIES: what the task logged with self.log, under its own keys, grouped by their prefix.
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0}).Reload()
     tags = set(events.Tags()["scalars"])
-    parameters = {f"Parameters/{name}" for name in ("weight", "weight_true", "bias", "bias_true")}
-    metrics = {f"metrics/{stage}_{metric}" for stage in ("train", "val") for metric in ("mae", "mse", "r2")}
-    baselines = {f"baseline/{model}_{split}_mae" for model in ("lad", "ols") for split in ("train", "test")}
-    errors = {"abs_error/weight", "abs_error/bias"}
-    assert tags == {"Loss/train", "Loss/val", *parameters, *errors, *metrics, *baselines, "epoch", "hp_metric"}
-    assert tag_groups(tags | set(events.Tags()["images"]))[:2] == ["Loss", "Parameters"]  # the two groups it opens
-    val_loss = [e.value for e in events.Scalars("Loss/val")]
-    assert len(val_loss) == 100 and len(events.Scalars("Loss/train")) == 100
-    assert [e.value for e in events.Scalars("Parameters/weight_true")] == pytest.approx([0.7] * 100)
-    assert [e.value for e in events.Scalars("Parameters/bias_true")] == pytest.approx([0.3] * 100)
-    assert events.Scalars("hp_metric")[-1].value == pytest.approx(val_loss[-1])  # the real final val loss, not -1
-    assert [len(events.Scalars(tag)) for tag in sorted(baselines)] == [1, 1, 1, 1]
+    metrics = {f"val/{metric}" for metric in ("mae", "mse", "r2")}
+    summary = {f"hp/{key}" for key in RESULTS}
+    assert tags == {"train_loss", "val_loss", "params/weight", "params/bias", *metrics, *summary, "epoch"}
+    val_loss = [e.value for e in events.Scalars("val_loss")]
+    assert len(val_loss) == 100 and len(events.Scalars("train_loss")) == 100
+    assert events.Scalars("hp/val_loss")[-1].value == pytest.approx(val_loss[-1])  # the real final values
+    assert events.Scalars("hp/baseline/lad_train_mae")[-1].value == pytest.approx(0, abs=1e-6)
+    assert {"figures/1_data", "figures/4_loss_curves"} <= set(events.Tags()["images"])
 
-    # HPARAMS: the settings by their plain names, the headline ones ticked; no class paths or instantiators.
+    # HPARAMS: the settings by their plain names; no class paths or instantiators.
     experiment, settings, status = hparams_of(log_dir)
     assert status == api_pb2.STATUS_SUCCESS
     assert {
         "command": "fit",
         "variant": "manual",
         "lr": 0.005,
-        "batch_size": "None",
+        "batch_size": "-",
         "max_epochs": 100,
         "seed_everything": 42,
         "data": "SyntheticRegressionData",
@@ -210,28 +200,24 @@ def test_tensorboard_scalars_hparams_and_config(capsys: pytest.CaptureFixture[st
         "in_features": 1,
     }.items() <= settings.items()
     names = [info.name for info in experiment.hparam_infos]
-    assert {info.name for info in experiment.hparam_infos if info.differs} == set(HEADLINE_HPARAMS)
-    assert set(settings) <= set(names) and {"csv_path", "target", "ckpt_path"} <= set(names)  # other runs' too
+    assert set(SETTINGS) <= set(settings) == set(names) and {"csv_path", "target", "ckpt_path"} <= set(names)
     assert not [n for n in names if n.startswith("_") or "class_path" in n or "init_args" in n]
     assert not [v for v in settings.values() if isinstance(v, str) and "lit_linreg." in v]
-    columns = {info.display_name: info.name.tag for info in experiment.metric_infos}
-    assert list(columns)[:5] == ["hp_metric", "train_loss", "val_loss", "test_loss", "baseline/lad_train_mae"]
-    assert columns["train_loss"] == "Loss/train" and columns["test_loss"] == "metrics/test_loss"
-    assert {tag for tag in columns.values() if tag in tags} >= {"hp_metric", "Loss/val", *baselines}
+    assert [info.name.tag for info in experiment.metric_infos] == [f"hp/{key}" for key in RESULTS]
 
-    # test and predict runs are sessions of their own, with the same columns and their own metrics.
+    # test and predict runs are sessions of their own, with the same columns, beside the fit's logs.
     run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
     run("predict", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
     assert "test_loss" in capsys.readouterr().out
-    for version, command in ((1, "test"), (2, "predict")):
-        other, session, status = hparams_of(Path(f"lightning_logs/base/version_{version}"))
-        assert {info.name for info in other.hparam_infos} == set(names) and status == api_pb2.STATUS_SUCCESS
+    for command in ("test", "predict"):
+        other, session, status = hparams_of(log_dir / f"{command}_0")
+        assert [info.name for info in other.hparam_infos] == names and status == api_pb2.STATUS_SUCCESS
         assert other.metric_infos == experiment.metric_infos
         assert session["command"] == command and session["ckpt_path"] == "checkpoints/base/version_0/last.ckpt"
-        assert session["variant"] == "manual" and "max_epochs" not in session
-    tested = EventAccumulator("lightning_logs/base/version_1").Reload()
-    assert {"metrics/test_loss", "metrics/test_r2", "baseline/lad_test_mae"} <= set(tested.Tags()["scalars"])
-    assert tested.Scalars("metrics/test_loss")[-1].value == pytest.approx(val_loss[-1])  # val is the test split
+        assert session["variant"] == "manual" and session["max_epochs"] == "-"
+    tested = EventAccumulator(str(log_dir / "test_0")).Reload()
+    assert {"test_loss", "test/r2", "hp/test_loss"} <= set(tested.Tags()["scalars"])
+    assert tested.Scalars("test_loss")[-1].value == pytest.approx(val_loss[-1])  # val is the test split
 
 
 def test_print_config_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -284,40 +270,22 @@ def test_the_progress_bar_shows_numbers(capsys: pytest.CaptureFixture[str]) -> N
     assert "tensor(" not in bar
 
 
-def test_tensorboard_logger_without_the_cli_shows_lightnings_hyperparameters() -> None:
+def test_a_plain_trainer_with_the_report_callback_shows_the_same_hparams_columns() -> None:
+    run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "3", "--table.every_n_epochs", "0")
     trainer = L.Trainer(
         max_epochs=3,
-        logger=TensorBoardLogger("logs", name="python"),
+        logger=L.pytorch.loggers.TensorBoardLogger("logs", name="python"),
+        callbacks=[RunReport()],
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,
     )
     trainer.fit(LinearRegressionTask(lr=0.02), SyntheticRegressionData())
     experiment, settings, status = hparams_of(Path("logs/python/version_0"))
-    assert status == api_pb2.STATUS_SUCCESS and "command" not in settings  # the module's and data's own
-    assert {"variant": "linear", "lr": 0.02, "batch_size": "None", "weight": 0.7, "in_features": 1}.items() <= (
+    cli_experiment, _, _ = hparams_of(Path("lightning_logs/base/version_0"))
+    assert status == api_pb2.STATUS_SUCCESS and settings["command"] == "fit"
+    assert {"variant": "linear", "lr": 0.02, "batch_size": "-", "weight": 0.7, "in_features": 1}.items() <= (
         settings.items()
     )
-    assert [info.name for info in experiment.hparam_infos if info.differs] == ["variant", "lr", "batch_size"]
-    assert set(EventAccumulator("logs/python/version_0").Reload().Tags()["scalars"]) >= {"Loss/train", "hp_metric"}
-
-
-@pytest.mark.parametrize(
-    ("key", "tag"),
-    [
-        ("train_loss", "Loss/train"),
-        ("val_loss", "Loss/val"),
-        ("test_loss", "metrics/test_loss"),
-        ("weight", "Parameters/weight"),
-        ("weight_12_true", "Parameters/weight_12_true"),
-        ("bias_true", "Parameters/bias_true"),
-        ("weight_abs_error", "abs_error/weight"),
-        ("val_r2", "metrics/val_r2"),
-        ("baseline/lad_train_mae", "baseline/lad_train_mae"),
-        ("epoch", "epoch"),
-        ("hp_metric", "hp_metric"),
-        ("my_own_key", "my_own_key"),
-    ],
-)
-def test_tensorboard_tags(key: str, tag: str) -> None:
-    assert tensorboard_tag(key) == tag
+    assert [i.name for i in experiment.hparam_infos] == [i.name for i in cli_experiment.hparam_infos]
+    assert experiment.metric_infos == cli_experiment.metric_infos

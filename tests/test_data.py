@@ -97,10 +97,10 @@ def test_predict_rows() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"step": 0.0}, "data.step must be > 0"),
+        # What one option's type says (step > 0, 0 < train_split < 1, ...) is checked where options are parsed
+        # (tests/test_errors.py); these need several options, or the data, to check.
         ({"end": 0.0}, "data.end must be greater than data.start"),
-        ({"train_split": 1.0}, "data.train_split must be between 0 and 1"),
-        ({"batch_size": 0}, "data.batch_size must be a positive integer"),
+        ({"train_split": 0.9, "val_split": 0.2}, "data.val_split must leave rows for the test split"),
         ({"predict_x": []}, "data.predict_x is empty"),
         ({"num_features": 2}, "several features need random x"),
     ],

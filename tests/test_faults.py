@@ -139,8 +139,8 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(capsys: pyt
 
 
 def test_a_fit_that_fails_at_set_up_leaves_no_version_folder(capsys: pytest.CaptureFixture[str]) -> None:
-    line = error_line(capsys, "fit", "--config", CONFIGS / "base.yaml", "--data.step", "0")
-    assert "data.step must be > 0" in line
+    line = error_line(capsys, "fit", "--config", CONFIGS / "base.yaml", "--data.end", "-1")
+    assert "data.end must be greater than data.start" in line
     assert not Path("checkpoints/base").exists() or not list(Path("checkpoints/base").iterdir())
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "2", "--table.every_n_epochs", "0")
     assert [p.name for p in Path("checkpoints/base").iterdir()] == ["version_0"]  # the failed fit used up no number
@@ -254,9 +254,7 @@ def test_a_second_resume_of_the_same_folder_refuses_at_once(tmp_path: Path) -> N
     first.wait(timeout=120)
     text = (tmp_path / "second.log").read_text()
     assert "Traceback" not in text
-    assert (
-        f"{Path('checkpoints/base/version_0').resolve()} is in use by another lit-linreg fit (pid {first.pid})" in text
-    )
+    assert "checkpoints/base/version_0 is in use by another lit-linreg fit; wait for it to finish" in text
 
 
 def _storage_fit(root: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
@@ -316,7 +314,7 @@ def test_enospc_at_a_checkpoint_write_keeps_the_earlier_checkpoints(capsys: pyte
 
     def fsync(fd: int) -> None:
         calls["n"] += 1
-        if calls["n"] > 2:  # the third write of the resumed fit hits a full disk
+        if calls["n"] > 4:  # two fsyncs a write (the file, its folder): the third write hits a full disk
             raise OSError(28, "No space left on device")
         real_fsync(fd)
 
@@ -324,8 +322,8 @@ def test_enospc_at_a_checkpoint_write_keeps_the_earlier_checkpoints(capsys: pyte
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(files.os, "fsync", fsync)
         line = error_line(capsys, "fit", "--config", CONFIGS / "base.yaml", *resume, "--figures.enabled", "false")
-    assert f"cannot write {Path.cwd() / 'checkpoints/base/version_0'}/" in line and "the disk is full" in line
-    assert calls["n"] == 3
+    assert "cannot write checkpoints/base/version_0/" in line and "the disk is full" in line
+    assert calls["n"] == 5
     LinearRegressionTask.load_from_checkpoint(last)  # whole: each write replaced it whole, or not at all
     assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]  # no torn leftovers either
     assert last.read_bytes() != before  # the writes before the fault did land

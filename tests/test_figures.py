@@ -70,7 +70,7 @@ def test_fit_writes_figures_1_to_4_to_the_log_dir_and_tensorboard(drawn: dict[st
     writer = next(c for c in cli.trainer.callbacks if isinstance(c, FigureWriter))
     scalars = EventAccumulator(str(log_dir)).Reload()
     assert [line.get_label() for line in losses.axes[0].lines] == ["train loss", "val loss"]
-    for name, tag, line in zip(("train_loss", "val_loss"), ("Loss/train", "Loss/val"), losses.axes[0].lines):
+    for name, tag, line in zip(("train_loss", "val_loss"), ("train_loss", "val_loss"), losses.axes[0].lines):
         np.testing.assert_array_equal(line.get_xdata(), np.arange(20))
         np.testing.assert_allclose(line.get_ydata(), [e.value for e in scalars.Scalars(tag)], rtol=1e-6)
         np.testing.assert_array_equal(line.get_ydata(), writer.curves()[name][1])
@@ -80,7 +80,7 @@ def test_fit_writes_figures_1_to_4_to_the_log_dir_and_tensorboard(drawn: dict[st
 def test_test_and_predict_write_their_figures(drawn: dict[str, Figure], capsys: pytest.CaptureFixture[str]) -> None:
     run("fit", *QUICK)
     run("test", "--config", CONFIGS / "base.yaml", "--ckpt_path", "last")
-    assert (Path("lightning_logs/base/version_1/3_predictions_after_training.png")).is_file()
+    assert (Path("lightning_logs/base/version_0/test_0/3_predictions_after_training.png")).is_file()
     assert "evaluated model" in drawn["3_predictions_after_training"].axes[0].get_title()
 
     capsys.readouterr()

@@ -42,12 +42,12 @@ def test_tutorial_report_all_three_agree(capsys: pytest.CaptureFixture[str]) -> 
     events = EventAccumulator("lightning_logs/base/version_0").Reload()
     assert "report/text_summary" in events.Tags()["tensors"]
     # The table once, as text; as scalars (HPARAMS metrics) only the exact fits' L1, one point each at the end.
-    baselines = sorted(tag for tag in events.Tags()["scalars"] if tag.startswith("baseline/"))
-    assert baselines == [f"baseline/{m}_{split}_mae" for m in ("lad", "ols") for split in ("test", "train")]
-    for tag in baselines:
-        model, split, _ = tag.removeprefix("baseline/").split("_")
+    baselines = sorted(tag for tag in events.Tags()["scalars"] if tag.startswith("hp/baseline/"))
+    assert baselines == [f"hp/baseline/{m}_{split}_mae" for m in ("lad", "ols") for split in ("test", "train")]
+    for tag in baselines:  # HPARAMS' result columns: one point each, where log_hyperparams puts them (step 0)
+        model, split, _ = tag.removeprefix("hp/baseline/").split("_")
         (point,) = events.Scalars(tag)
-        assert point.step == 500 and point.value == pytest.approx(models[model][split]["mae"], abs=1e-7)
+        assert point.step == 0 and point.value == pytest.approx(models[model][split]["mae"], abs=1e-7)
 
 
 def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +66,7 @@ def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
     run("test", "--config", CONFIGS / "csv_example.yaml", "--ckpt_path", "best")
     written = capsys.readouterr().out.split("report: ")[1].split()[0]
-    assert Path(written).resolve().parent.parent == Path("lightning_logs/csv_example").resolve()  # by its logs
+    assert Path(written).parent == Path("lightning_logs/csv_example/version_0/test_0")  # beside the fit's logs
     assert Path("checkpoints/csv_example/version_0/report.json").read_bytes() == fitted  # the fit's is untouched
     tested = json.loads(Path(written).read_text())
     assert tested["stage"] == "test" and Path(tested["checkpoint"]).name.startswith("best-")

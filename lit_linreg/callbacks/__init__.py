@@ -1,18 +1,8 @@
-"""Callbacks: what a run prints, saves and draws around the training loop, each usable with a plain ``Trainer``."""
+"""Callbacks: what a run prints, draws and leaves behind, each usable with a plain ``Trainer`` and any
+LightningModule that logs ``train_loss`` and ``val_loss`` (they read ``trainer.callback_metrics``)."""
 
-from lit_linreg.callbacks.checkpoints import RunCheckpoint
-from lit_linreg.callbacks.figures import FigureWriter
-from lit_linreg.callbacks.guards import DivergenceGuard, GracefulInterrupt
-from lit_linreg.callbacks.predictions import PredictionWriter
-from lit_linreg.callbacks.report import BaselineReport
-from lit_linreg.callbacks.table import EpochTable
+from lit_linreg.callbacks.figures import FigureWriter, LossHistory
+from lit_linreg.callbacks.report import PredictionWriter, RunReport
+from lit_linreg.callbacks.training import DivergenceGuard, EpochTable, GracefulInterrupt
 
-__all__ = [
-    "BaselineReport",
-    "DivergenceGuard",
-    "EpochTable",
-    "FigureWriter",
-    "GracefulInterrupt",
-    "RunCheckpoint",
-    "PredictionWriter",
-]
+__all__ = ["DivergenceGuard", "EpochTable", "FigureWriter", "GracefulInterrupt", "LossHistory", "PredictionWriter", "RunReport"]

@@ -29,9 +29,7 @@ from lit_linreg.analysis.plots import (
     predictions_figure,
     save_png,
 )
-from lit_linreg.console import echo
 from lit_linreg.data import attached_datamodule
-from lit_linreg.task import as_task
 
 MAX_POINTS = 2000  # per split and figure
 STEP_POINTS = 500  # training-loss points per run when an epoch has several steps
@@ -72,18 +70,19 @@ class LossHistory(Callback):
                 self._steps[1].append(loss.detach())
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, "train_loss", as_task(pl_module).epoch_metrics("train").get("train_loss"))
+        self._record(trainer, "train_loss")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Here, and not at the train epoch end, so that epochs without validation add no stale value.
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            self._record(trainer, "val_loss", as_task(pl_module).epoch_metrics("val").get("val_loss"))
+            self._record(trainer, "val_loss")
 
-    def _record(self, trainer: L.Trainer, key: str, value: Tensor | None) -> None:
+    def _record(self, trainer: L.Trainer, key: str) -> None:
+        value = trainer.callback_metrics.get(key)
         if value is not None:
             epochs, values = self._records[key]
             epochs.append(trainer.current_epoch)
-            values.append(value)
+            values.append(value.detach())
 
     def curves(self) -> dict[str, Points]:
         """``{"train_loss": (epochs, losses), "val_loss": (epochs, losses)}`` for the epochs recorded so far."""
@@ -126,7 +125,7 @@ class FigureWriter(LossHistory):
         test = _rows(trainer).get("test")
         if test is not None and trainer.is_global_zero:  # after any checkpoint restore, before the first step
             when = "before training" if trainer.ckpt_path is None else f"resumed at epoch {trainer.current_epoch:,}"
-            title = f"Predictions on the test split {when}\n{_describe(pl_module)}"
+            title = f"Predictions on the test split {when}\n{_describe(trainer, pl_module)}"
             self._before_training = (_predict(pl_module, test[0]), title, trainer.global_step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -140,9 +139,9 @@ class FigureWriter(LossHistory):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._start_drawing(trainer):
             return
-        rows, model, datamodule = _rows(trainer), _describe(pl_module), attached_datamodule(trainer)
+        rows, model, datamodule = _rows(trainer), _describe(trainer, pl_module), attached_datamodule(trainer)
         if rows and datamodule is not None:  # rows come from a RegressionDataModule's splits
-            truth = as_task(pl_module).true_parameters()
+            truth = _truth(trainer)
             line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
             *others, last = [f"{len(datamodule.splits[name][1]):,} {name}" for name in rows]
             sizes = f"{', '.join(others)} and {last}" if others else last
@@ -168,13 +167,13 @@ class FigureWriter(LossHistory):
                 title, lines = f"Loss per epoch\n{model}", {}
             panel = LossPanel(title, curves, lines=lines)
             self._write(trainer, "4_loss_curves", loss_figure([panel], ylabel="L1 loss (MAE)"))
-        self._announce()
+        self._announce(pl_module)
 
     # test
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._start_drawing(trainer) and "test" in _rows(trainer):
             self._draw_test_predictions(trainer, pl_module, "of the evaluated model")
-            self._announce()
+            self._announce(pl_module)
 
     # predict
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -189,9 +188,9 @@ class FigureWriter(LossHistory):
             return
         x, y_pred = (_numpy(_thin(torch.cat(parts))) for parts in zip(*self._predicted))
         self._predicted = []
-        title = f"Predictions (predictions.csv) over the data\n{_describe(pl_module)}"
+        title = f"Predictions (predictions.csv) over the data\n{_describe(trainer, pl_module)}"
         self._draw(trainer, "5_predictions", _rows(trainer), (x, y_pred), title)
-        self._announce()
+        self._announce(pl_module)
 
     # writing
     def _start_drawing(self, trainer: L.Trainer) -> bool:
@@ -203,7 +202,7 @@ class FigureWriter(LossHistory):
 
     def _draw_test_predictions(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
         rows = _rows(trainer)
-        title = f"Predictions on the test split {when}\n{_describe(pl_module)}"
+        title = f"Predictions on the test split {when}\n{_describe(trainer, pl_module)}"
         self._draw_test(trainer, "3_predictions_after_training", rows, _predict(pl_module, rows["test"][0]), title)
 
     def _draw_test(
@@ -253,9 +252,9 @@ class FigureWriter(LossHistory):
                 experiment.add_image(f"figures/{name}", pixels, step, dataformats="HWC")
         self.paths.append(path)
 
-    def _announce(self) -> None:
+    def _announce(self, pl_module: L.LightningModule) -> None:
         if self.paths:
-            echo(f"figures: {self.paths[0].parent} ({', '.join(p.name for p in self.paths)})")
+            pl_module.print(f"figures: {self.paths[0].parent} ({', '.join(p.name for p in self.paths)})")
 
 
 def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:
@@ -287,11 +286,14 @@ def _numpy(tensor: Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
 
 
-def _describe(pl_module: L.LightningModule) -> str:
-    """``manual model: w=0.6954, b=0.2998 | true w=0.7000, b=0.3000`` (the truth when the data know it)."""
-    task = as_task(pl_module)
-    text = f"{task.hparams['variant']} model: {_line(*task.coefficients())}"
-    truth = task.true_parameters()
+def _describe(trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+    """``manual model: w=0.6954, b=0.2998 | true w=0.7000, b=0.3000``: the model, its line when it has
+    ``coefficients()``, and the truth when the data know it."""
+    text = f"{pl_module.hparams.get('variant', type(pl_module).__name__)} model"
+    coefficients = getattr(pl_module, "coefficients", None)  # a linear model's (weight, bias), now
+    if callable(coefficients):
+        text += f": {_line(*coefficients())}"
+    truth = _truth(trainer)
     if truth is None:
         return text
     true = f"true {_line(*truth)}"
@@ -301,6 +303,11 @@ def _describe(pl_module: L.LightningModule) -> str:
 
 def _line(weight: Tensor, bias: Tensor) -> str:
     return f"w={format_numbers(weight.tolist())}, b={format_numbers(bias.tolist())}"
+
+
+def _truth(trainer: L.Trainer) -> tuple[Tensor, Tensor] | None:
+    """The data's true (weight, bias), when it knows them."""
+    return getattr(attached_datamodule(trainer), "true_parameters", lambda: None)()
 
 
 def _feature_names(trainer: L.Trainer) -> list[str]:

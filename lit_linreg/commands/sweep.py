@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities.seed import isolate_rng
 
 from lit_linreg.analysis.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
 from lit_linreg.analysis.report import lowest_l1_loss
 from lit_linreg.callbacks.figures import LossHistory
-from lit_linreg.cli import LitLinregCLI
 from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import UserError, require
 
@@ -39,9 +39,9 @@ QUIET_RUN = [
     "false",
     "--trainer.enable_model_summary",
     "false",
-    "--checkpoint.save_best",
-    "false",
-    "--checkpoint.save_last",
+    "--checkpoint.save_top_k",
+    "0",
+    "--report.baselines",
     "false",
     "--table.every_n_epochs",
     "0",
@@ -110,13 +110,14 @@ def _quiet_and_isolated() -> Iterator[None]:
 class Sweep:
     """The runs of one sweep: ``lit-linreg fit <fit_args>``, all with one seed, writing only into ``scratch``."""
 
-    def __init__(self, fit_args: list[str], scratch: str) -> None:
+    def __init__(self, cli: type[LightningCLI], fit_args: list[str], scratch: str) -> None:
+        self.cli = cli
         self.fit_args = [*fit_args, *QUIET_RUN, "--trainer.default_root_dir", scratch, "--checkpoint.dirpath", scratch]
         self.truth: tuple[str, str] | None = None  # the data's true (weight, bias), formatted, when known
         self.lowest: float | None = None  # the lowest training loss a linear model reaches (every run's data)
 
-    def build(self, *args: str) -> LitLinregCLI:
-        cli = LitLinregCLI(args=[*self.fit_args, *args], run=False, save_config_callback=None)
+    def build(self, *args: str) -> LightningCLI:
+        cli = self.cli(args=[*self.fit_args, *args], run=False, save_config_callback=None)
         seed = cli.config.seed_everything
         if seed is not False and "--seed_everything" not in self.fit_args:  # later runs start from the same weights
             self.fit_args += ["--seed_everything", str(seed)]
@@ -131,7 +132,7 @@ class Sweep:
         curves = {name.replace("_", " "): curve for name, curve in history.curves().items() if len(curve[0])}
         require("train loss" in curves, "the sweep's runs trained no epoch: give them some (--trainer.max_epochs)")
         weight, bias = (format_numbers(t.tolist()) for t in cli.model.coefficients())
-        truth = cli.model.true_parameters()
+        truth = cli.datamodule.true_parameters()
         self.truth = None if truth is None else (format_numbers(truth[0].tolist()), format_numbers(truth[1].tolist()))
         if self.lowest is None:
             self.lowest = lowest_l1_loss(*cli.datamodule.splits["train"])
@@ -160,6 +161,7 @@ class Sweep:
 
 
 def lr_sweep(
+    cli: type[LightningCLI],
     fit_args: Sequence[str] = (),
     config: Sequence[str] = (),
     lrs: list[float] = DEFAULT_LRS,
@@ -171,6 +173,7 @@ def lr_sweep(
     diverged).
 
     Args:
+        cli: the LightningCLI that ``lit-linreg fit`` runs, for every run
         fit_args: the other arguments, passed to every run as to `lit-linreg fit`
         config: config file, as for `lit-linreg fit` (repeatable)
         lrs: the learning rates, a list
@@ -186,7 +189,7 @@ def lr_sweep(
     configs = [arg for path in config for arg in ("--config", str(path))]
     rates = [(float(lr), "") for lr in lrs]
     with tempfile.TemporaryDirectory(prefix="lit-linreg-lr-sweep-") as scratch, _quiet_and_isolated():
-        sweep = Sweep([*configs, *fit_args], scratch)
+        sweep = Sweep(cli, [*configs, *fit_args], scratch)
         if lr_find:
             suggestion = sweep.find_lr(figure.parent / "lr_find.png")
             rates += [(suggestion, " (lr_find)")] if suggestion is not None else []
@@ -269,9 +272,12 @@ def learning_rates(text: str) -> list[float]:
     return lrs
 
 
-def main(argv: list[str]) -> None:
-    """``lit-linreg lr-sweep [options] [fit options]``: :func:`lr_sweep` with the options of ``argv``."""
-    parser = command_parser("lit-linreg lr-sweep", lr_sweep, skip={"fit_args", "config", "lr_find"}, epilog=EPILOG)
+def main(argv: list[str], cli: type[LightningCLI]) -> None:
+    """``lit-linreg lr-sweep [options] [fit options]``: :func:`lr_sweep` with the options of ``argv``, each run a fit
+    of ``cli`` (lit-linreg's; the command line passes it, so this module needs no import of it)."""
+    parser = command_parser(
+        "lit-linreg lr-sweep", lr_sweep, skip={"cli", "fit_args", "config", "lr_find"}, epilog=EPILOG
+    )
     parser.add_argument("--config", action="append", default=[], help=option_help(lr_sweep, "config"))
     parser.add_argument("--lr_find", action="store_true", help=option_help(lr_sweep, "lr_find"))
     own, fit_args = split_argv(argv)
@@ -281,4 +287,4 @@ def main(argv: list[str]) -> None:
             own[i] = f"{name}={json.dumps(learning_rates(value))}"
         elif i and own[i - 1] in ("--lrs", "--lrs+"):
             own[i] = json.dumps(learning_rates(arg))
-    lr_sweep(fit_args, **parser.parse_args(own).as_dict())
+    lr_sweep(cli, fit_args, **parser.parse_args(own).as_dict())

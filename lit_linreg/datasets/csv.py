@@ -12,7 +12,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lit_linreg.data import RegressionDataModule
+from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveInt
+
+from lit_linreg.data import RegressionDataModule, Seed
 from lit_linreg.datasets.csv_reader import check_delimiter, decimal_comma, is_number, read_columns, read_head
 from lit_linreg.errors import UserError, require
 from lit_linreg.storage.files import write_csv
@@ -51,17 +53,17 @@ class CSVRegressionData(RegressionDataModule):
         target: str,
         features: list[str] | None = None,
         standardize: bool = False,
-        train_split: float = 0.8,
-        val_split: float = 0.0,
+        train_split: OpenUnitInterval = 0.8,
+        val_split: ClosedUnitInterval = 0.0,
         split: Literal["sequential", "random"] = "sequential",
-        batch_size: int | None = None,
+        batch_size: PositiveInt | None = None,
         shuffle: bool = True,
-        seed: int = 0,
+        seed: Seed = 0,
         predict_csv: str | None = None,
         delimiter: str = ",",
     ) -> None:
         super().__init__(train_split, val_split, split, batch_size, shuffle, seed)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the report callback logs every run's settings
         self.standardize = standardize
         self.delimiter = delimiter = check_delimiter(delimiter)
         target, features = target.strip(), None if features is None else [name.strip() for name in features]

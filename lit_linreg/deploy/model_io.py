@@ -46,18 +46,14 @@ def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     directory = run_checkpoint_dir(config)  # also checks the config file, wherever the checkpoint is
     if ckpt_path not in runs.CHECKPOINT_ALIASES:
         return ckpt_path
-    try:
-        path = runs.find_checkpoint(directory, ckpt_path)
-    except UserError as err:
-        if config is None:
-            raise UserError(
-                f"{err}; without --config, last and best mean the run 'default' ({directory}): add the fit's "
-                f"--config (e.g. --config configs/base.yaml) or name the file "
-                f"(--ckpt_path checkpoints/base/version_0/last.ckpt)"
-            ) from None
-        raise
-    assert path is not None  # not fitting: a missing last.ckpt is an error
-    return path
+    path = runs.find_checkpoint(directory, ckpt_path)
+    if path is None:
+        without = "" if config else (
+            "; without --config, last and best mean the run 'default': add the fit's --config (e.g. --config "
+            "configs/base.yaml) or name the file (--ckpt_path checkpoints/base/version_0/last.ckpt)"
+        )
+        raise UserError(f"--ckpt_path {ckpt_path}: there is no {directory}/version_*/last.ckpt; run fit first{without}")
+    return str(path)
 
 
 def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[LinearRegressionTask, list[str] | None]:

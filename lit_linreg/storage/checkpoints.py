@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lit_linreg.errors import UserError
+from lit_linreg.data import RegressionDataModule
+from lit_linreg.errors import UserError, require
 from lit_linreg.storage.files import atomic_write
+from lit_linreg.task import CHECKPOINT_FORMAT as FORMAT
+from lit_linreg.task import CHECKPOINT_KEY as FORMAT_KEY
+from lit_linreg.task import LinearRegressionTask
 
 TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
-FORMAT_KEY = "lit_linreg"  # lit-linreg's own entry in every checkpoint it writes: {"format": ..., "data_class": ...}
-FORMAT = 2  # 1: lit-linreg 0.1, whose checkpoints have no such entry (LightningCLI's _class_path names the data)
 LEGACY_DATA_CLASSES = {"lit_linreg.csv_data.CSVRegressionData": "lit_linreg.datasets.csv.CSVRegressionData"}
 TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
 
@@ -72,7 +74,25 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         raise UserError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
     task_hyperparameters(checkpoint, path)
     data_config(checkpoint, path)
+    bad = [name for name, t in checkpoint["state_dict"].items() if t.is_floating_point() and not t.isfinite().all()]
+    require(
+        not bad,
+        f"checkpoint {path} holds weights that are not finite numbers (NaN or inf in {', '.join(bad)}): it was saved "
+        f"from a diverged run; use an earlier checkpoint of the run, or retrain with a smaller --model.lr",
+    )
     return checkpoint
+
+
+def load_task(path: str | Path, map_location: Any = "cpu", weights_only: bool = True, **kwargs: Any) -> LinearRegressionTask:
+    """``LinearRegressionTask.load_from_checkpoint(path)`` of a file checked first (:func:`load_checkpoint_file`):
+    weights-only, trusted lit-linreg checkpoints with finite weights only, each problem a one-line UserError."""
+    require(
+        weights_only,
+        "weights_only=False is refused: lit-linreg loads checkpoints with weights_only=True only, so that a "
+        "checkpoint cannot run code",
+    )
+    load_checkpoint_file(path)
+    return LinearRegressionTask.load_from_checkpoint(path, map_location, weights_only=True, **kwargs)
 
 
 def _directory_message(path: Path, shown: int = 4) -> str:
@@ -154,8 +174,6 @@ def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] 
     hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     legacy_class_path = hparams.pop("_class_path", None)  # lit-linreg 0.1 checkpoints: written by LightningCLI
     hparams.pop("_instantiator", None)
-    from lit_linreg.data import RegressionDataModule
-
     named = [checkpoint_info(checkpoint, path).get("data_class"), legacy_class_path]
     for class_path in filter(None, named):  # every class a file names must be one of lit-linreg's data modules
         module_name, _, class_name = LEGACY_DATA_CLASSES.get(class_path, class_path).rpartition(".")

@@ -42,8 +42,13 @@ def config_paths(argv: Sequence[str]) -> list[str]:
 
 
 def check_config_files(argv: Sequence[str], sections: Mapping[str, bool], scopes: Collection[str] = ()) -> None:
-    """Raise :class:`UserError` for the first ``--config`` file of ``argv`` that :func:`config_file_error` refuses."""
+    """Raise :class:`UserError` for the first ``--config`` file of ``argv`` that :func:`config_file_error` refuses, or
+    that does not exist (named as the command line spelled it)."""
     for path in config_paths(argv):
+        if not Path(path).exists() and (":" not in path and "\n" not in path):  # not a config given as a string
+            raise UserError(f"--config {path}: no such file; check the path")
+        if Path(path).is_dir():
+            raise UserError(f"--config {path} is a folder, not a config file; check the path")
         problem = config_file_error(path, sections, scopes)
         if problem:
             raise UserError(problem)

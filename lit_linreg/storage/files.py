@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -10,6 +11,8 @@ from typing import BinaryIO
 
 import numpy as np
 from torch import Tensor
+
+from lit_linreg.errors import UserError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
@@ -45,3 +48,28 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence[
         np.savetxt(file, table, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
 
     return atomic_write(path, write)
+
+
+def shown_path(path: str | os.PathLike | None) -> str:
+    """``path`` relative to the current directory when it lies below it (as the user would type it), else as is."""
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+STORAGE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space there, or point --trainer.default_root_dir at another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space, or point --trainer.default_root_dir elsewhere",
+    errno.EROFS: "that file system is read-only: point --trainer.default_root_dir at a writable folder",
+    errno.EACCES: "permission denied: make it writable, or point --trainer.default_root_dir elsewhere",
+    errno.EPERM: "permission denied: make it writable, or point --trainer.default_root_dir elsewhere",
+}
+
+
+def storage_error(error: OSError, path: str | os.PathLike | None = None) -> UserError:
+    """One line for a file that cannot be written: what happened to which path, and the fix."""
+    fix = STORAGE_FIXES.get(error.errno or 0, "check the disk and the folder, or point --trainer.default_root_dir elsewhere")
+    return UserError(f"cannot write {error.filename or path or 'a file'} ({error.strerror or error}): {fix}")

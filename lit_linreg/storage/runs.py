@@ -1,57 +1,51 @@
-"""Run folders: every fit writes into a folder of its own, so no run can overwrite or delete another's files.
+"""Run folders: every fit writes into folders of its own, so no run can overwrite or delete another's files.
 
-``checkpoints/<run>/version_N/`` (last.ckpt, best-*.ckpt, report.json) sits beside ``lightning_logs/<run>/version_N/``
-with the same N. A new fit claims the next N with an atomic ``mkdir``, so fits started together get different
-folders; a resumed fit continues in the folder of the checkpoint it resumes from, holding a lock on it, so a second
-fit of that folder refuses at once. ``--ckpt_path last|best`` names the newest version that has a ``last.ckpt``.
+A fit's checkpoints go to ``checkpoints/<run>/version_N/`` and its logs (TensorBoard events, config.yaml, figures) to
+``lightning_logs/<run>/version_N/``, with one N: the first number free in both, claimed on global rank zero with an
+atomic ``mkdir`` and broadcast to every other process, so fits started together, DDP and ``torchrun`` all agree. A
+resumed fit continues in the folders of the checkpoint it resumes from, if that checkpoint is the folder's newest
+state; from an older one (``best``), it starts the next version. ``validate``, ``test`` and ``predict`` never take a
+version: they write into ``<command>_K/`` inside the log folder of the fit whose checkpoint they load.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_linreg.errors import UserError, require
+from lit_linreg.storage.checkpoints import load_checkpoint_file
+from lit_linreg.storage.files import shown_path, storage_error
 
 VERSION = re.compile(r"^version_(\d+)$")
-LOCK_FILE = ".lock"
 CHECKPOINT_ALIASES = ("last", "best")  # --ckpt_path values that name a run's checkpoint rather than a file
 
 
 def run_name(explicit: str | None = None, configs: Sequence[str | Path] = (), ckpt_path: str | None = None) -> str:
     """The run's name: ``--run_name``, else the last ``--config`` file's stem, else the run of the ``--ckpt_path``
-    file (``checkpoints/<run>/version_N/last.ckpt``, or the flat ``checkpoints/<run>/last.ckpt``), else ``default``."""
+    file (``checkpoints/<run>/version_N/last.ckpt``), else ``default``."""
     if explicit:
         name = explicit
-    elif configs:
-        name = Path(str(configs[-1])).stem
+    elif [c for c in configs if c]:  # a config given as a string is no file: it names nothing
+        name = Path(str([c for c in configs if c][-1])).stem
     elif ckpt_path and ckpt_path not in CHECKPOINT_ALIASES:
         folder = Path(ckpt_path).resolve().parent
         name = folder.parent.name if version_of(folder) is not None else folder.name
     else:
         name = "default"
     require(
-        name not in ("", ".", "..") and "/" not in name and "\\" not in name,
-        f"run_name must be a plain folder name, got {name!r}",
+        name not in ("", ".", "..") and "/" not in name and "\\" not in name and len(name.encode()) <= 200,
+        f"run_name must be a plain folder name of at most 200 bytes, got {name[:60]!r}{'...' if len(name) > 60 else ''}",
     )
     return name
-
-
-def checkpoint_dir(root: Path, name: str, dirpath: str | None = None) -> Path:
-    """Where a run's checkpoints are, and where ``--ckpt_path last|best`` looks: the config's ``checkpoint.dirpath``
-    when it sets one, else ``<root>/checkpoints/<name>/`` (with a ``version_N`` folder per fit)."""
-    return Path(dirpath) if dirpath else root / "checkpoints" / name
-
-
-def versions(*roots: Path) -> list[int]:
-    """The version numbers N of the ``version_N`` folders under ``roots``, in increasing order."""
-    found = {int(m.group(1)) for root in roots if root.is_dir() for p in root.iterdir() if (m := VERSION.match(p.name))}
-    return sorted(found)
 
 
 def version_of(folder: Path) -> int | None:
@@ -60,90 +54,143 @@ def version_of(folder: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def claim_version(run_dir: Path, log_dir: Path) -> tuple[int, Path]:
-    """Create ``run_dir/version_N`` for the smallest N above every version in ``run_dir`` and ``log_dir``."""
-    number = max(versions(run_dir, log_dir), default=-1) + 1
+def versions(*roots: Path) -> list[int]:
+    """The version numbers N of the ``version_N`` folders under ``roots``, in increasing order."""
+    found = {int(m.group(1)) for root in roots if root.is_dir() for p in root.iterdir() if (m := VERSION.match(p.name))}
+    return sorted(found)
+
+
+def claim(parent: Path, prefix: str, *others: Path) -> Path:
+    """Create ``parent/<prefix>N`` for the first N above every ``<prefix>N`` in ``parent`` and ``others``, atomically."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
+    taken = [int(m.group(1)) for root in (parent, *others) if root.is_dir() for p in root.iterdir() if (m := pattern.match(p.name))]
+    number = max(taken, default=-1) + 1
     while True:
-        folder = run_dir / f"version_{number}"
+        folder = parent / f"{prefix}{number}"
         try:
             folder.mkdir(parents=True)
-        except FileExistsError:  # another fit claimed it a moment ago
+            return folder
+        except FileExistsError:  # another command claimed it a moment ago
             number += 1
-            continue
         except OSError as err:
             raise storage_error(err, folder) from err
-        return number, folder
 
 
-def lock(folder: Path) -> IO[str]:
-    """Hold ``folder``'s lock for as long as the returned file stays open; a one-line error if a fit holds it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        file = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 (held open for the whole fit)
-    except OSError as err:
-        raise storage_error(err, folder) from err
-    try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        file.seek(0)
-        holder = file.read().strip() or "another process"
-        file.close()
-        raise UserError(
-            f"{folder} is in use by another lit-linreg fit ({holder}); wait for it to finish, or start a new "
-            f"version of the run without --ckpt_path"
-        ) from None
-    file.seek(0)
-    file.truncate()
-    file.write(f"pid {os.getpid()}\n")
-    file.flush()
-    return file
+def checkpoint_dir(root: Path, name: str, dirpath: str | None = None) -> Path:
+    """Where ``--ckpt_path last|best`` looks: the config's ``checkpoint.dirpath`` when it sets one, else
+    ``<root>/checkpoints/<name>/``, with a ``version_N`` folder per fit."""
+    return Path(dirpath) if dirpath else root / "checkpoints" / name
 
 
-def release(lock_file: IO[str]) -> None:
-    """Give up a folder's lock; a version folder that holds nothing but its lock (its fit failed before writing
-    anything: a bad setting, a divergence in the first epoch) is removed, so it neither lingers nor uses up N."""
-    folder = Path(lock_file.name).parent
-    lock_file.close()
-    if version_of(folder) is not None and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
-        (folder / LOCK_FILE).unlink(missing_ok=True)
-        folder.rmdir()
-
-
-def find_checkpoint(run_dir: Path, alias: str, fitting: bool = False) -> str | None:
-    """The file that ``--ckpt_path last`` or ``best`` names: in the newest ``version_N`` of ``run_dir`` that has a
-    ``last.ckpt`` (else a ``last.ckpt`` of the older flat layout in ``run_dir`` itself).
-
-    ``last`` with no checkpoint is None when ``fitting`` (a fresh start) and an error otherwise; ``best`` is the best
-    checkpoint that ``last.ckpt`` records.
-    """
-    from lit_linreg.storage.checkpoints import load_checkpoint_file
-
+def find_checkpoint(run_dir: Path, alias: str) -> Path | None:
+    """The file ``--ckpt_path last`` or ``best`` names: in the newest ``version_N`` of ``run_dir`` with a
+    ``last.ckpt`` (or in ``run_dir`` itself, for a ``checkpoint.dirpath`` of its own); ``best`` is the best
+    checkpoint that this ``last.ckpt`` records. None: the run has no checkpoint."""
     folders = [run_dir / f"version_{n}" for n in reversed(versions(run_dir))] + [run_dir]
     last = next((f / "last.ckpt" for f in folders if (f / "last.ckpt").is_file()), None)
-    wanted = run_dir / "version_*" / "last.ckpt"
-    if alias == "last":
-        require(last is not None or fitting, f"--ckpt_path last: there is no {wanted}; run fit first")
-        return None if last is None else str(last)
-    require(last is not None, f"--ckpt_path best: there is no {wanted} to read the best checkpoint from; run fit first")
-    assert last is not None
+    if alias == "last" or last is None:
+        return last
     states = load_checkpoint_file(last).get("callbacks", {})
-    best = next((s.get("best_model_path") for k, s in states.items() if k.startswith("RunCheckpoint")), None)
+    best = next((s.get("best_model_path") for k, s in states.items() if "val_loss" in k and s.get("best_model_path")), None)
     if best and not Path(best).is_file():  # the run folder was moved: look beside last.ckpt
         best = str(last.parent / Path(best).name)
     if not best or not Path(best).is_file():
-        raise UserError(f"--ckpt_path best: {last} names no existing best checkpoint")
-    return best
+        raise UserError(f"--ckpt_path best: {last} names no existing best checkpoint; use --ckpt_path last")
+    return Path(best)
 
 
-def storage_error(error: OSError, path: Path | str) -> UserError:
-    """One line for a file that cannot be written: what happened to which path, and the fix."""
-    fixes = {
-        errno.ENOSPC: "the disk is full: free space there, or point --trainer.default_root_dir at another disk",
-        errno.EDQUOT: "the disk quota is exceeded: free space, or point --trainer.default_root_dir elsewhere",
-        errno.EROFS: "that file system is read-only: point --trainer.default_root_dir at a writable folder",
-        errno.EACCES: "permission denied: make it writable, or point --trainer.default_root_dir elsewhere",
-        errno.EPERM: "permission denied: make it writable, or point --trainer.default_root_dir elsewhere",
-    }
-    fix = fixes.get(error.errno or 0, "check the disk and the folder, or point --trainer.default_root_dir elsewhere")
-    where = error.filename or path
-    return UserError(f"cannot write {where} ({error.strerror or error}): {fix}")
+class RunFolders(Callback):
+    """Gives a run its folders (see the module's docstring) and, when ``logger`` is true, its TensorBoard logger.
+
+    Args:
+        root: the folder that holds ``checkpoints/`` and ``lightning_logs/``
+        name: the run's name
+        ckpt_path: the checkpoint the command starts from (a fit resumes it; other commands load it)
+        logger: give the trainer a TensorBoardLogger writing into the run's log folder
+    """
+
+    def __init__(self, root: Path, name: str, ckpt_path: str | None = None, logger: bool = True) -> None:
+        self.root, self.name, self.ckpt_path, self.logger = Path(root), name, ckpt_path, logger
+        self.checkpoint_dir: Path | None = None
+        self.log_dir: Path | None = None
+        self._created: list[Path] = []
+        self._lock: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        stage = trainer.state.fn.value if trainer.state.fn else str(stage)  # "fit", "validate", "test", "predict"
+        logs, checkpoints = self.root / "lightning_logs" / self.name, self.root / "checkpoints" / self.name
+        resumed = Path(self.ckpt_path).resolve().parent if self.ckpt_path else None
+        in_run = resumed is not None and resumed.parent == checkpoints.resolve() and version_of(resumed) is not None
+        own = [c for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", "") is None]  # no dirpath of their own
+        folder: str | None = None
+        if trainer.is_global_zero:
+            if stage == "fit" and in_run and Path(self.ckpt_path or "").name == "last.ckpt":
+                folder = str(checkpoints / resumed.name)  # type: ignore[union-attr]  # its newest state: go on there
+            else:
+                parent = (checkpoints if own else logs) if stage == "fit" else logs / resumed.name if in_run else logs
+                claimed = claim(parent, "version_" if stage == "fit" else f"{stage}_", logs)  # type: ignore[union-attr]
+                self._created = [claimed]
+                folder = str(claimed)
+        folder = trainer.strategy.broadcast(folder)
+        assert folder is not None
+        if stage == "fit":
+            self.log_dir = logs / Path(folder).name
+            for callback in own:
+                callback.dirpath = folder  # type: ignore[attr-defined]
+            self.checkpoint_dir = Path(next((getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks), folder))
+            if trainer.is_global_zero:
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                self._lock = lock(self.checkpoint_dir)
+        else:
+            self.log_dir = Path(folder)
+            for callback in own:  # the folder they saved into, where nothing is written now
+                callback.dirpath = str(resumed) if resumed is not None else folder  # type: ignore[attr-defined]
+        if self.logger:
+            version = self.log_dir.name if stage == "fit" else str(self.log_dir.relative_to(logs))
+            trainer.loggers = [TensorBoardLogger(self.root / "lightning_logs", name=self.name, version=version)]
+        elif trainer.is_global_zero and stage != "fit":
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        strategy = trainer.strategy
+        devices = getattr(strategy, "parallel_devices", None) or [strategy.root_device]
+        where = f" | checkpoints: {shown_path(self.checkpoint_dir)}" if self.checkpoint_dir else ""
+        pl_module.print(
+            f"lit-linreg {stage}: run '{self.name}' on {type(trainer.accelerator).__name__} "
+            f"({', '.join(map(str, devices))}; {type(strategy).__name__}){where} | logs: {shown_path(self.log_dir)}"
+        )
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A command that failed before it saved anything leaves no folder behind (its version number stays free)."""
+        self.teardown(trainer, pl_module, "")
+        if not trainer.is_global_zero or not self._created:
+            return
+        if any(next(folder.glob("*.ckpt"), None) for folder in self._created):
+            return
+        for folder in [*self._created, self.log_dir]:
+            if folder is not None and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+        self._created = []
+
+
+def lock(folder: Path) -> int:
+    """Hold ``folder``'s lock (an flock on the folder itself) until the returned descriptor is closed; a one-line
+    error if another fit holds it."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError as err:
+        raise storage_error(err, folder) from err
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(
+            f"{folder} is in use by another lit-linreg fit; wait for it to finish, or start a new version of the run "
+            f"without --ckpt_path"
+        ) from None
+    return descriptor
+
+
