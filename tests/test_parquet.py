@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -216,3 +219,48 @@ def test_a_file_deleted_or_truncated_during_a_fit(tmp_path: Path, workers: int, 
         trainer.fit(LinearRegressionTask(in_features=2), data)
     assert str(err.value).startswith(f"{victim} could not be read during the run (")
     assert "rewritten while in use" in str(err.value) and "Traceback" not in str(err.value)
+
+
+DDP_SCRIPT = """
+import json, sys
+import lightning as L
+from lit_linreg.datasets.parquet import ParquetRegressionData
+from lit_linreg.task import LinearRegressionTask
+
+class Record(L.Callback):
+    def __init__(self):
+        self.seen = []
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.seen.append([])
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen[-1].append(batch[0][:, 0].long().tolist())
+    def on_train_end(self, trainer, pl_module):
+        with open(f"{sys.argv[2]}/rank{trainer.global_rank}.json", "w") as file:
+            json.dump(self.seen, file)
+
+data = ParquetRegressionData(sys.argv[1], "y", batch_size=32, shuffle_buffer=100, num_workers=2)
+trainer = L.Trainer(
+    strategy="ddp", accelerator="cpu", devices=2, max_epochs=2, callbacks=[Record()], logger=False,
+    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+)
+trainer.fit(LinearRegressionTask(in_features=2), data)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_on_2_processes_x_2_workers_uses_every_training_row_once_per_epoch(tmp_path: Path) -> None:
+    path = write_ids(tmp_path / "d", 1004)
+    (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    subprocess.run([sys.executable, "ddp.py", str(path), str(tmp_path)], check=True, env=env, timeout=300)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for epoch in (0, 1):
+        batches = [ranks[r][epoch] for r in (0, 1)]
+        assert len(batches[0]) == len(batches[1]) == 13
+        seen = [row for rank in batches for batch in rank for row in batch]
+        assert len(seen) == len(set(seen)) == 802 and set(seen) <= set(range(803))
+    assert ranks[0][0] != ranks[0][1]
+    data = ParquetRegressionData(str(path), "y", batch_size=32, shuffle_buffer=100)
+    for epoch in (0, 1):  # the batches that Lightning ran are those that the simulated ranks above read
+        for rank in (0, 1):
+            assert [b.tolist() for b in epoch_ids(data, epoch, rank, 2, workers=2)] == ranks[rank][epoch]
