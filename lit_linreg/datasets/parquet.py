@@ -97,7 +97,9 @@ class ParquetRows:
 
     def __init__(self, path: str, target: str, features: list[str] | None = None) -> None:
         require(os.path.exists(path), f"data.path {path} does not exist; give a Parquet file or a folder of them")
-        dataset = ds.dataset(path, format="parquet")  # skips names starting with "." or "_" (_SUCCESS, .crc files)
+        # Lists the files, skipping names that start with "." or "_" (_SUCCESS, .crc). The empty schema stops pyarrow
+        # from inferring one from the first file, which would fail with its own traceback if that file were bad.
+        dataset = ds.dataset(path, format="parquet", schema=pa.schema([]))
         self.filesystem = dataset.filesystem
         self.format = ds.ParquetFileFormat()
         self.files = sorted(dataset.files)
