@@ -29,8 +29,8 @@ SPLITS = ("train", "val", "test")
 Batch = tuple[Tensor, Tensor]
 # Batches per block that a worker sends. Each tensor sent from a worker process costs about the same whatever its
 # size (shared memory is set up for it on both sides), so workers send 16 batches at a time and the training process
-# cuts them. One epoch of 8M rows, batch 8192, on the 2 shared cores here: 0.64x (1 worker) and 0.52x (2 workers) of
-# the in-memory rate with 1 batch per block, 0.84x and 0.76x with 16.
+# cuts them. One epoch of 8M rows, batch 8192, interleaved runs on the 2 shared cores here: 0.75x (1 worker) and
+# 0.57x (2 workers) of the in-memory rate with 1 batch per block, 0.80x and 0.72x with 16.
 BLOCK_BATCHES = 16
 
 
