@@ -191,9 +191,14 @@ def test_bad_datasets(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": [1.0], "x1": [1], "y": [1.0]}), path / "part-9.parquet")  # x1 is an integer
     with pytest.raises(UserError, match=r"part-9.parquet and .*part-0.parquet have different columns \(x1: double"):
         ParquetRegressionData(str(path), "y")
+    pq.write_table(pa.table({"y": [1.0], "id": [1.0], "x1": [1.0]}), path / "part-9.parquet")
+    with pytest.raises(UserError, match=r"different columns \(the same ones in another order\)"):
+        ParquetRegressionData(str(path), "y")
     (path / "part-9.parquet").unlink()
     (path / "index.json").write_text('{"chunks": []}')  # sorted first: pyarrow would read the schema from it
-    with pytest.raises(UserError, match=r"index.json is not a Parquet file \(.*magic bytes.*\); remove it from"):
+    with pytest.raises(
+        UserError, match=r"index.json is not a readable Parquet file \(.*magic bytes.*\); fix or remove it"
+    ):
         ParquetRegressionData(str(path), "y")
     pq.write_table(pa.table({"x": ["a"], "y": [float("nan")]}), tmp_path / "nan.pq")
     with pytest.raises(UserError, match="no numeric feature column"):

@@ -73,6 +73,8 @@ class Moments:
         scale = np.sqrt(np.diag(cov)[:-1])
         varying = scale > 0
         weight = np.zeros(len(scale))
+        if not varying.any():
+            return weight, float(self.mean[-1])
         s = scale[varying]
         corr = cov[:-1, :-1][np.ix_(varying, varying)] / np.outer(s, s)
         weight[varying] = np.linalg.lstsq(corr, cov[:-1, -1][varying] / s, rcond=None)[0] / s
@@ -117,12 +119,15 @@ class ParquetRows:
             try:
                 metadata = pq.read_metadata(file, filesystem=self.filesystem)
             except (OSError, pa.ArrowException) as err:
-                raise UserError(f"{file} is not a Parquet file ({one_line(str(err))}); remove it from {path}") from None
+                raise UserError(
+                    f"{file} is not a readable Parquet file ({one_line(str(err))}); fix or remove it"
+                ) from None
             file_schema = metadata.schema.to_arrow_schema()
             if schema is None:
                 schema = file_schema
             elif not file_schema.equals(schema):
-                changed = sorted({f"{f.name}: {f.type}" for f in file_schema} ^ {f"{f.name}: {f.type}" for f in schema})
+                fields = [{f"{f.name}: {f.type}" for f in s} for s in (file_schema, schema)]
+                changed = sorted(fields[0] ^ fields[1]) or ["the same ones in another order"]
                 raise UserError(
                     f"{file} and {first} have different columns ({', '.join(changed)}); every file of a dataset "
                     f"needs the same column names and types"
@@ -163,8 +168,8 @@ class ParquetRows:
             size = self.filesystem.get_file_info(path).size
             require(size == self.sizes[file], f"its size changed from {self.sizes[file]:,} to {size or 0:,} bytes")
             # pyarrow.parquet reads a row group in about 60 % of the time that a pyarrow.dataset fragment of it takes.
-            with pq.ParquetFile(path, filesystem=self.filesystem) as file:
-                table = file.read_row_group(group, columns=[*self.features, self.target], use_threads=threads)
+            with pq.ParquetFile(path, filesystem=self.filesystem) as parquet:
+                table = parquet.read_row_group(group, columns=[*self.features, self.target], use_threads=threads)
         except (OSError, pa.ArrowException, UserError) as err:
             raise UserError(
                 f"{path} could not be read during the run ({one_line(str(err))}); it was deleted, truncated or "
@@ -240,9 +245,9 @@ class ParquetStream(IterableDataset):
     form one sequence; rank ``r`` of ``world_size`` takes its ``r``-th equal, contiguous part (``rows //
     world_size`` rows: the remainder, fewer than ``world_size`` rows and different ones each epoch, is left out, as
     in memory), and cuts it at batch boundaries into one contiguous part per DataLoader worker. A worker reads only
-    its row groups, passes their rows through a shuffle buffer and yields batches; only the rank's last batch is
-    short. So every rank runs the same number of steps, and every row of the split is in exactly one batch of one
-    rank (but the remainder) in each epoch.
+    its row groups, passes their rows through a shuffle buffer and yields blocks of up to ``BLOCK_BATCHES`` batches,
+    which :class:`ParquetBatches` cuts; only the rank's last batch is short. So every rank runs the same number of
+    steps, and every row of the split is in exactly one batch of one rank (but the remainder) in each epoch.
     """
 
     def __init__(
@@ -387,8 +392,9 @@ class ParquetRegressionData(RegressionDataModule):
     - **Splits** need no pass over the data: ``sequential`` takes the rows in order (files sorted by path), as in
       memory; ``random`` assigns each row by a seeded hash of its index, so the splits hold about their fractions.
     - **Shuffle**, each epoch, seeded by (``seed``, epoch): the row groups in a random order, then a shuffle buffer.
-      A batch mixes rows of the few row groups in the buffer, not of the whole data: if the files are sorted (by
-      time, by key), write them shuffled or with small row groups (``make-data`` writes i.i.d. rows).
+      A batch draws its rows from the few row groups in the buffer (8 with the defaults and ``make-data``'s row
+      groups of 131,072 rows), not from the whole data: if the files are sorted (by time, by key), write them
+      shuffled or with smaller row groups, or enlarge the buffer (``make-data`` writes i.i.d. rows).
     - **Sharding**: every DDP rank takes an equal, contiguous part of the epoch's rows, and each DataLoader worker a
       part of that, so every training row is used exactly once per epoch, but for up to ``world_size - 1`` rows left
       out (different ones each epoch) so that every rank runs the same number of steps. Validation and test read the
@@ -408,8 +414,8 @@ class ParquetRegressionData(RegressionDataModule):
         shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch)
         seed: seeds the random split, the shuffle and the samples (never the model's initialisation)
         num_workers: DataLoader worker processes that read and shuffle (0: the training process reads)
-        shuffle_buffer: rows each reading process shuffles together; it holds up to about twice this many rows, at
-            4 bytes per column (features + 1), besides one row group
+        shuffle_buffer: rows each reading process shuffles together; it holds up to about three times this many rows
+            while it shuffles, at 4 bytes per column (features + 1): 108 MB with 8 features at the default
         sample_rows: rows per split of the seeded random sample that ``sample`` returns (the report's LAD fit and
             the figures use it)
     """
