@@ -17,6 +17,7 @@ import torch
 
 from lit_linreg.cli import main
 from lit_linreg.datasets.parquet import ParquetBatches, ParquetRegressionData, write_parquet_dataset
+from lit_linreg.datasets.parquet import main as parquet_main
 from lit_linreg.errors import UserError
 from lit_linreg.task import LinearRegressionTask
 
@@ -127,6 +128,9 @@ def test_write_parquet_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str
     np.testing.assert_allclose(torch.cat([weight, bias]), [0.7, 0.5, 0.3], atol=0.02)
     with pytest.raises(UserError, match="exists and is not empty"):
         write_parquet_dataset(str(out), rows=10)
+    parquet_main(["--out", str(tmp_path / "e"), "--rows", "10", "--features", "1", "--weight", "[2.0]", "--bias", "0"])
+    x, y = (torch.from_numpy(pq.read_table(tmp_path / "e").column(name).to_numpy()) for name in ("x0", "y"))
+    assert len(x) == 10 and torch.allclose(y, 2 * x, atol=0.5)  # noise_std 0.1
 
 
 def fit(data: ParquetRegressionData, epochs: int, ckpt_path: str | None = None) -> L.Trainer:
