@@ -22,7 +22,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from lit_linreg.data import RegressionDataModule
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, OpenUnitInterval, PositiveInt
+
+from lit_linreg.data import RegressionDataModule, Seed
 from lit_linreg.errors import UserError, one_line, require
 
 SPLITS = ("train", "val", "test")
@@ -426,24 +428,18 @@ class ParquetRegressionData(RegressionDataModule):
         target: str,
         features: list[str] | None = None,
         standardize: bool = False,
-        train_split: float = 0.8,
-        val_split: float = 0.0,
+        train_split: OpenUnitInterval = 0.8,
+        val_split: ClosedUnitInterval = 0.0,
         split: Literal["sequential", "random"] = "sequential",
-        batch_size: int = 8192,
+        batch_size: PositiveInt = 8192,
         shuffle: bool = True,
-        seed: int = 0,
-        num_workers: int = 0,
-        shuffle_buffer: int = 1_000_000,
-        sample_rows: int = 200_000,
+        seed: Seed = 0,
+        num_workers: NonNegativeInt = 0,
+        shuffle_buffer: NonNegativeInt = 1_000_000,
+        sample_rows: PositiveInt = 200_000,
     ) -> None:
         super().__init__(train_split, val_split, split, batch_size, shuffle, seed)
-        self.save_hyperparameters()
-        require(batch_size is not None, "data.batch_size must be a positive integer for Parquet data (e.g. 8192)")
-        for name, value, least in (("num_workers", num_workers, 0), ("shuffle_buffer", shuffle_buffer, 0)):
-            require(
-                isinstance(value, int) and value >= least, f"data.{name} must be an integer >= {least}, got {value!r}"
-            )
-        require(isinstance(sample_rows, int) and sample_rows > 0, f"data.sample_rows must be > 0, got {sample_rows!r}")
+        self.save_hyperparameters(logger=False)  # the report callback logs every run's settings
         self.standardize = standardize
         self.table = ParquetRows(path, target, features)
         self.rule = SplitRule(self.table.rows, train_split, val_split, split, seed)
