@@ -59,7 +59,7 @@ def free_port() -> int:
 class Server:
     """``python -m lit_linreg serve --ckpt_path <ckpt> --port <free port> [args]`` in its own process group."""
 
-    def __init__(self, ckpt: Path, folder: Path, *args: str, timeout: float = 120) -> None:
+    def __init__(self, ckpt: Path, folder: Path, *args: str, timeout: float = 120, wait: bool = True) -> None:
         self.port = free_port()
         self.stdout, self.stderr = folder / f"serve-{self.port}.out", folder / f"serve-{self.port}.err"
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
@@ -83,7 +83,7 @@ class Server:
                 start_new_session=True,  # a process group of its own: Ctrl-C can be sent to it as a terminal would
             )
         deadline = time.monotonic() + timeout
-        while "listening on" not in self.output():
+        while wait and "listening on" not in self.output():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"the server did not start:\n{self.output()}\n{self.errors()}")
@@ -112,6 +112,19 @@ class Server:
         if group_alive(self.process.pid):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+def group_processes(pgid: int) -> dict[int, str]:
+    """{pid: command line} of the live (not zombie) processes of the process group ``pgid`` (Linux's /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()  # after "pid (name)": state, ppid, pgrp, ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            pass
+    return found
 
 
 def group_alive(pgid: int) -> bool:

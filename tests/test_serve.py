@@ -12,7 +12,9 @@ import json
 import random
 import signal
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, MAX_ROWS
 
-from .deploy_helpers import Server, predict, request, trained
+from .deploy_helpers import Server, group_processes, predict, request, trained
 from .helpers import TUTORIAL_PREDICTIONS
 
 TUTORIAL_X = [round(0.8 + 0.02 * i, 2) for i in range(10)]  # the tutorial's test split
@@ -172,6 +174,31 @@ def test_sigterm_stops_it_cleanly(server: Server) -> None:
     assert "Traceback" not in server.errors(), server.errors()
     with pytest.raises(OSError):  # the port is closed
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the processes from /proc")
+@pytest.mark.parametrize("when", ["listening", "while its model worker starts"])
+def test_sigkill_of_the_server_ends_every_child_and_closes_the_port(
+    tutorial_ckpt: Path, tmp_path_factory: pytest.TempPathFactory, when: str
+) -> None:
+    server = Server(tutorial_ckpt, tmp_path_factory.mktemp("sigkill"), wait=when == "listening")
+    pgid = server.process.pid
+    try:
+        deadline = time.monotonic() + 120
+        while not any("spawn_main" in command for command in group_processes(pgid).values()):  # the model worker
+            assert server.process.poll() is None and time.monotonic() < deadline, server.errors()
+            time.sleep(0.05)
+        children = set(group_processes(pgid)) - {pgid}
+        server.process.kill()
+        server.process.wait(10)
+        deadline = time.monotonic() + 30  # a worker still importing torch sees its parent gone when it gets to setup
+        while group_processes(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group_processes(pgid) == {}, f"left running of {children}: {group_processes(pgid)}"
+        with pytest.raises(OSError):  # the port is closed
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    finally:
+        server.kill()
 
 
 # Rows keyed by feature name, and Ctrl-C, on a model of the example CSV (x1, x2, x3, standardised).
