@@ -53,6 +53,11 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
     path = Path(resolve_checkpoint(ckpt_path, config))
     task, _ = load_for_inference(str(path))
     target = Path(out) if out else path.with_name(path.stem + SUFFIXES[format])
+    if target.suffix == ".ckpt" or target.resolve() == path.resolve():
+        raise UserError(
+            f"--out {target} would overwrite a checkpoint; name the file to write, e.g. "
+            f"{path.with_name(path.stem + SUFFIXES[format])} (the default)"
+        )
     if target.is_dir():
         raise UserError(
             f"--out {target} is a folder; name the file to write, e.g. {target / (path.stem + SUFFIXES[format])}"
