@@ -49,6 +49,19 @@ def trained(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _TRAINED[kind]
 
 
+def poisoned(ckpt: Path, folder: Path, name: str, value: float) -> tuple[Path, str]:
+    """A copy of ``ckpt`` in ``folder`` whose state_dict entry ending in ``name`` has ``value`` in its first element,
+    and that entry's full key."""
+    import torch
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    key = next(k for k in checkpoint["state_dict"] if k.endswith(name))
+    checkpoint["state_dict"][key].view(-1)[0] = value
+    path = folder / f"poisoned-{name}-{value}.ckpt"
+    torch.save(checkpoint, path)
+    return path, key
+
+
 def free_port() -> int:
     """A free loopback port (the server binds it a moment later)."""
     with socket.socket() as probe:

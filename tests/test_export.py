@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
 
-from .deploy_helpers import trained
+from .deploy_helpers import poisoned, trained
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS
 
 TUTORIAL_X = torch.tensor([[round(0.8 + 0.02 * i, 2)] for i in range(10)])
@@ -106,6 +107,30 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tutorial_ckpt: 
     assert f"config file {repeated} line 2: run_name is set twice" in fails(
         capsys, "--ckpt_path", "last", "--config", str(repeated)
     )
+
+
+def test_it_never_writes_onto_a_checkpoint(
+    capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path, tmp_path: Path
+) -> None:
+    ckpt = Path(shutil.copy(tutorial_ckpt, tmp_path / "last.ckpt"))
+    other = Path(shutil.copy(tutorial_ckpt, tmp_path / "best.ckpt"))
+    content = ckpt.read_bytes()
+    for out in (ckpt, tmp_path / "." / "last.ckpt", other, tmp_path / "new.ckpt"):
+        for format in ("onnx", "torchscript"):
+            line = fails(capsys, "--ckpt_path", str(ckpt), "--format", format, "--out", str(out))
+            assert f"--out {out} would overwrite a checkpoint; name the file to write" in line
+    assert ckpt.read_bytes() == content == other.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("weights", math.nan), ("bias", math.inf)])
+def test_a_checkpoint_with_non_finite_weights_is_refused(
+    capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path, tmp_path: Path, name: str, value: float
+) -> None:
+    ckpt, key = poisoned(tutorial_ckpt, tmp_path, name, value)
+    line = fails(capsys, "--ckpt_path", str(ckpt), "--format", "torchscript")
+    assert f"checkpoint {ckpt} holds unusable weights: {key} has 1 " in line and "NaN or infinite value(s)" in line
+    assert not list(tmp_path.glob("*.pt"))
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime", "onnxscript"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import random
 import signal
 import socket
@@ -24,7 +25,7 @@ from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, MAX_ROWS
 
-from .deploy_helpers import Server, group_processes, predict, request, trained
+from .deploy_helpers import Server, group_processes, poisoned, predict, request, trained
 from .helpers import TUTORIAL_PREDICTIONS
 
 TUTORIAL_X = [round(0.8 + 0.02 * i, 2) for i in range(10)]  # the tutorial's test split
@@ -217,7 +218,7 @@ def test_csv_model_rows_by_feature_name_and_ctrl_c(tmp_path_factory: pytest.Temp
             ([0.5, 5.0, -10.0], '"x" is a flat list of numbers, but the model takes 3 features (x1, x2, x3)'),
             ([[0.5, 5.0]], "x[0] has 2 values, but the model takes 3 features"),
             ([{"x1": 0.5, "x2": 5.0}], "x[0] lacks x3; the model's features are x1, x2, x3"),
-            ([{"x1": 0.5, "x2": 5.0, "x3": 1, "y": 2}], "x[0] has the unknown key(s) y"),
+            ([{"x1": 0.5, "x2": 5.0, "x3": 1, "y": 2}], 'x[0] has the unknown key(s) "y"'),
             ([named[0], rows[1]], "x[1] is a list but x[0] is an object"),
             ([{"x1": "a", "x2": 5.0, "x3": 1}], 'x[0]["x1"] is the text "a"'),
             ([[3e38, 0, 0]], "its prediction would overflow float32"),  # (3e38 - mean) / std overflows float32
@@ -249,6 +250,33 @@ def test_a_bad_checkpoint_fails_at_start_up(capsys: pytest.CaptureFixture[str], 
     assert "is damaged or not a PyTorch checkpoint" in start_error(capsys, "--ckpt_path", "damaged.ckpt")
     line = start_error(capsys, "--ckpt_path", "last")
     assert "there is no checkpoints/default/version_*/last.ckpt" in line and "add the fit's --config" in line
+
+
+POISONS = [("tutorial", "weights", math.nan), ("tutorial", "bias", -math.inf), ("csv", "feature_std", 0.0),
+           ("csv", "feature_mean", math.inf), ("csv", "weight", math.nan)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "name", "value"), POISONS)
+def test_a_checkpoint_with_non_finite_weights_fails_at_start_up(
+    capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory, kind: str, name: str, value: float
+) -> None:
+    ckpt, key = poisoned(trained(kind, tmp_path_factory), tmp_path_factory.mktemp("poisoned"), name, value)
+    line = start_error(capsys, "--ckpt_path", str(ckpt))
+    assert f"checkpoint {ckpt} holds unusable weights: {key} has 1 " in line and "NaN or infinite value(s)" in line
+
+
+def test_a_prediction_that_overflows_is_422_not_null() -> None:
+    from fastapi import HTTPException
+
+    from lit_linreg.deploy.litapi import PredictAPI
+
+    api = PredictAPI("unused.ckpt", 1)
+    assert api.encode_response(torch.tensor([[0.5], [1.5]])) == {"y_pred": [0.5, 1.5]}
+    for y in (math.inf, -math.inf, math.nan):
+        with pytest.raises(HTTPException) as refused:
+            api.encode_response(torch.tensor([[0.5], [y]]))
+        assert refused.value.status_code == 422
+        assert refused.value.detail.startswith("the prediction for row 1 of the request overflows float32")
 
 
 def test_bad_options_fail_at_start_up(capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path) -> None:

@@ -22,7 +22,9 @@ import torch
 from fastapi import HTTPException
 from torch import Tensor
 
+from lit_linreg.deploy.model_io import check_finite_predictions, load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, RequestError, RowParser, parse_body, too_large
+from lit_linreg.errors import UserError
 
 
 class PredictAPI(ls.LitAPI):
@@ -34,7 +36,6 @@ class PredictAPI(ls.LitAPI):
         self.server_pid = os.getpid()  # the process that starts this worker
 
     def setup(self, device: str) -> None:
-        from lit_linreg.deploy.model_io import load_for_inference
         from lit_linreg.deploy.serve import die_with_parent
 
         die_with_parent(self.server_pid)
@@ -65,6 +66,10 @@ class PredictAPI(ls.LitAPI):
         return output
 
     def encode_response(self, output: Tensor) -> dict[str, list[float]]:
+        try:  # PredictGuard refuses rows whose prediction would overflow: this is the backstop
+            check_finite_predictions(output, "the request")
+        except UserError as err:
+            raise HTTPException(422, str(err)) from None
         return {"y_pred": output[:, 0].tolist()}
 
 
