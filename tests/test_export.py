@@ -133,6 +133,27 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(
     assert not list(tmp_path.glob("*.pt"))
 
 
+LAUGHS = "\n".join(["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (LAUGHS, "line 7: it stands for more than 2,000,000 values once its aliases are expanded"),
+        ("run_name: &a [*a]\n", "line 1: the alias *a stands for a node that contains it (a recursive alias)"),
+        ("run_name: " + "[" * 10_000 + "]" * 10_000, "line 1: lists and mappings nest more than 100 levels deep"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "10000-deep"],
+)
+def test_a_yaml_bomb_as_config_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, words: str
+) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(text)
+    assert f"config file {bomb} {words}" in fails(capsys, "--ckpt_path", "last", "--config", str(bomb))
+
+
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime", "onnxscript"])
 def test_without_the_export_extra_onnx_names_the_install(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tutorial_ckpt: Path, missing: str

@@ -23,6 +23,7 @@ from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import data_config, load_checkpoint_file
 from lit_linreg.storage.config_files import config_file_error
 from lit_linreg.task import LinearRegressionTask
+from lit_linreg.yaml_limits import check_yaml
 
 
 def run_checkpoint_dir(config: str | None = None) -> Path:
@@ -32,6 +33,7 @@ def run_checkpoint_dir(config: str | None = None) -> Path:
         path = Path(config)
         if not path.is_file():
             raise UserError(f"--config {config} does not exist or is not a file; check the path")
+        check_yaml(path.read_bytes().decode("utf-8-sig", "replace"), f"config file {config}")  # size, depth, aliases
         problem = config_file_error(config)  # the checks of fit's --config files: UTF-8, YAML, a mapping, ...
         if problem:
             raise UserError(problem)
