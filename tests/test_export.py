@@ -133,6 +133,17 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(
     assert not list(tmp_path.glob("*.pt"))
 
 
+def test_a_checkpoint_setting_the_task_refuses_names_the_checkpoint(
+    capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(tutorial_ckpt, weights_only=True)
+    checkpoint["hyper_parameters"]["lr"] = "abc"
+    bad = tmp_path / "bad.ckpt"
+    torch.save(checkpoint, bad)
+    line = fails(capsys, "--ckpt_path", str(bad))
+    assert f"checkpoint {bad} holds a setting lit-linreg refuses (model.lr must be a positive finite number" in line
+
+
 LAUGHS = "\n".join(["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
     f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)])  # fmt: skip
 

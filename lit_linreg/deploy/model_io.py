@@ -73,7 +73,12 @@ def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[Linea
     path = resolve_checkpoint(ckpt_path, config)
     checkpoint = load_checkpoint_file(path)
     check_finite_weights(checkpoint["state_dict"], path)
-    task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
+    try:
+        task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
+    except UserError as err:  # a hyperparameter the task refuses: the checkpoint's, not an option the user typed
+        raise UserError(
+            f"checkpoint {path} holds a setting lit-linreg refuses ({err}); use another checkpoint"
+        ) from None
     task.eval().requires_grad_(False)
     names = task.hparams.get("feature_names") or _names_from_data(checkpoint, path)
     in_features = task.hparams["in_features"]
