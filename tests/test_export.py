@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -102,6 +103,18 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tutorial_ckpt: 
     line = fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--format", "tflite")
     assert "--format: expected one of 'onnx', 'torchscript', 'exported', got tflite" in line
     assert "is a folder" in fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path))
+    os.mkfifo(tmp_path / "fifo")
+    assert "is no regular file" in fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path / "fifo"))
+    long = tmp_path / ("a" * 300 + ".onnx")
+    assert "(File name too long); choose another --out" in fails(
+        capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(long)
+    )
+    (tmp_path / "file").write_text("")
+    line = fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path / "file" / "m.onnx"))
+    assert f"cannot write --out {tmp_path / 'file' / 'm.onnx'} (" in line
+    longest = tmp_path / ("a" * 250 + ".pt")  # a legal name: the temporary file beside it must be too
+    export(capsys, "--ckpt_path", str(tutorial_ckpt), "--format", "torchscript", "--out", str(longest))
+    assert longest.is_file() and (tmp_path / "fifo").exists()
     repeated = tmp_path / "repeated.yaml"
     repeated.write_text("run_name: a\nrun_name: b\n")  # checked as fit checks a --config file
     assert f"config file {repeated} line 2: run_name is set twice" in fails(
