@@ -71,14 +71,13 @@ def main() -> None:
             )
         )
 
-        checkpoint = Path(root) / "checkpoints" / "base" / "last.ckpt"
+        checkpoint = _written(root, "last.ckpt")  # the fit's, wherever the run layout puts it
         seconds, predict_cli = synchronized_seconds(lambda: _predict(checkpoint, root))
-        path = next(Path(root, "lightning_logs", "base").glob("version_*/predictions.csv"))
-        with open(path) as file:
+        with open(_written(root, "predictions.csv")) as file:
             predicted = list(csv.DictReader(file))
         rows.append(
             (
-                "predict --ckpt_path checkpoints/base/last.ckpt",
+                f"predict --ckpt_path {checkpoint.relative_to(root)}",
                 f"{type(predict_cli.trainer.accelerator).__name__}",
                 f"{seconds:.2f} s, {len(predicted)} rows, first y_pred {float(predicted[0]['y_pred']):.4f}",
             )
@@ -94,6 +93,14 @@ def _plain_epochs(rows: int, batch_size: int, device: str, repeats: int) -> list
     """Seconds of ``repeats`` plain-loop epochs over ``rows`` rows generated on the CPU and moved to ``device``."""
     x, y = scale_data(rows, device=device)
     return [synchronized_seconds(lambda: plain_minibatch_epoch(x, y, batch_size))[0] for _ in range(repeats)]
+
+
+def _written(root: str, name: str) -> Path:
+    """The one file called ``name`` that the commands so far wrote under ``root``."""
+    found = list(Path(root).rglob(name))
+    if len(found) != 1:
+        raise SystemExit(f"gpu_check: expected one {name} under {root}, found {[str(p) for p in found]}")
+    return found[0]
 
 
 def _fit_base(root: str):

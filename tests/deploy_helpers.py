@@ -49,6 +49,19 @@ def trained(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _TRAINED[kind]
 
 
+def poisoned(ckpt: Path, folder: Path, name: str, value: float) -> tuple[Path, str]:
+    """A copy of ``ckpt`` in ``folder`` whose state_dict entry ending in ``name`` has ``value`` in its first element,
+    and that entry's full key."""
+    import torch
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    key = next(k for k in checkpoint["state_dict"] if k.endswith(name))
+    checkpoint["state_dict"][key].view(-1)[0] = value
+    path = folder / f"poisoned-{name}-{value}.ckpt"
+    torch.save(checkpoint, path)
+    return path, key
+
+
 def free_port() -> int:
     """A free loopback port (the server binds it a moment later)."""
     with socket.socket() as probe:
@@ -59,7 +72,7 @@ def free_port() -> int:
 class Server:
     """``python -m lit_linreg serve --ckpt_path <ckpt> --port <free port> [args]`` in its own process group."""
 
-    def __init__(self, ckpt: Path, folder: Path, *args: str, timeout: float = 120) -> None:
+    def __init__(self, ckpt: Path, folder: Path, *args: str, timeout: float = 120, wait: bool = True) -> None:
         self.port = free_port()
         self.stdout, self.stderr = folder / f"serve-{self.port}.out", folder / f"serve-{self.port}.err"
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
@@ -83,7 +96,7 @@ class Server:
                 start_new_session=True,  # a process group of its own: Ctrl-C can be sent to it as a terminal would
             )
         deadline = time.monotonic() + timeout
-        while "listening on" not in self.output():
+        while wait and "listening on" not in self.output():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"the server did not start:\n{self.output()}\n{self.errors()}")
@@ -112,6 +125,19 @@ class Server:
         if group_alive(self.process.pid):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+def group_processes(pgid: int) -> dict[int, str]:
+    """{pid: command line} of the live (not zombie) processes of the process group ``pgid`` (Linux's /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()  # after "pid (name)": state, ppid, pgrp, ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            pass
+    return found
 
 
 def group_alive(pgid: int) -> bool:

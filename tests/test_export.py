@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -13,7 +15,7 @@ import torch
 from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
 
-from .deploy_helpers import trained
+from .deploy_helpers import poisoned, trained
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS
 
 TUTORIAL_X = torch.tensor([[round(0.8 + 0.02 * i, 2)] for i in range(10)])
@@ -101,11 +103,79 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tutorial_ckpt: 
     line = fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--format", "tflite")
     assert "--format: expected one of 'onnx', 'torchscript', 'exported', got tflite" in line
     assert "is a folder" in fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path))
+    os.mkfifo(tmp_path / "fifo")
+    assert "is no regular file" in fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path / "fifo"))
+    long = tmp_path / ("a" * 300 + ".onnx")
+    assert "(File name too long); choose another --out" in fails(
+        capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(long)
+    )
+    (tmp_path / "file").write_text("")
+    line = fails(capsys, "--ckpt_path", str(tutorial_ckpt), "--out", str(tmp_path / "file" / "m.onnx"))
+    assert f"cannot write --out {tmp_path / 'file' / 'm.onnx'} (" in line
+    longest = tmp_path / ("a" * 250 + ".pt")  # a legal name: the temporary file beside it must be too
+    export(capsys, "--ckpt_path", str(tutorial_ckpt), "--format", "torchscript", "--out", str(longest))
+    assert longest.is_file() and (tmp_path / "fifo").exists()
     repeated = tmp_path / "repeated.yaml"
     repeated.write_text("run_name: a\nrun_name: b\n")  # checked as fit checks a --config file
     assert f"config file {repeated} line 2: run_name is set twice" in fails(
         capsys, "--ckpt_path", "last", "--config", str(repeated)
     )
+
+
+def test_it_never_writes_onto_a_checkpoint(
+    capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path, tmp_path: Path
+) -> None:
+    ckpt = Path(shutil.copy(tutorial_ckpt, tmp_path / "last.ckpt"))
+    other = Path(shutil.copy(tutorial_ckpt, tmp_path / "best.ckpt"))
+    content = ckpt.read_bytes()
+    for out in (ckpt, tmp_path / "." / "last.ckpt", other, tmp_path / "new.ckpt"):
+        for format in ("onnx", "torchscript"):
+            line = fails(capsys, "--ckpt_path", str(ckpt), "--format", format, "--out", str(out))
+            assert f"--out {out} would overwrite a checkpoint; name the file to write" in line
+    assert ckpt.read_bytes() == content == other.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("weights", math.nan), ("bias", math.inf)])
+def test_a_checkpoint_with_non_finite_weights_is_refused(
+    capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path, tmp_path: Path, name: str, value: float
+) -> None:
+    ckpt, key = poisoned(tutorial_ckpt, tmp_path, name, value)
+    line = fails(capsys, "--ckpt_path", str(ckpt), "--format", "torchscript")
+    assert f"checkpoint {ckpt} holds unusable weights: {key} has 1 " in line and "NaN or infinite value(s)" in line
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_a_checkpoint_setting_the_task_refuses_names_the_checkpoint(
+    capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(tutorial_ckpt, weights_only=True)
+    checkpoint["hyper_parameters"]["lr"] = "abc"
+    bad = tmp_path / "bad.ckpt"
+    torch.save(checkpoint, bad)
+    line = fails(capsys, "--ckpt_path", str(bad))
+    assert f"checkpoint {bad} holds a setting lit-linreg refuses (model.lr must be a positive finite number" in line
+
+
+LAUGHS = "\n".join(["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (LAUGHS, "line 7: it stands for more than 2,000,000 values once its aliases are expanded"),
+        ("run_name: &a [*a]\n", "line 1: the alias *a stands for a node that contains it (a recursive alias)"),
+        ("run_name: " + "[" * 10_000 + "]" * 10_000, "line 1: lists and mappings nest more than 100 levels deep"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "10000-deep"],
+)
+def test_a_yaml_bomb_as_config_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, words: str
+) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(text)
+    assert f"config file {bomb} {words}" in fails(capsys, "--ckpt_path", "last", "--config", str(bomb))
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime", "onnxscript"])

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import random
 import signal
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,7 @@ from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, MAX_ROWS
 
-from .deploy_helpers import Server, predict, request, trained
+from .deploy_helpers import Server, group_processes, poisoned, predict, request, trained
 from .helpers import TUTORIAL_PREDICTIONS
 
 TUTORIAL_X = [round(0.8 + 0.02 * i, 2) for i in range(10)]  # the tutorial's test split
@@ -174,6 +177,31 @@ def test_sigterm_stops_it_cleanly(server: Server) -> None:
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the processes from /proc")
+@pytest.mark.parametrize("when", ["listening", "while its model worker starts"])
+def test_sigkill_of_the_server_ends_every_child_and_closes_the_port(
+    tutorial_ckpt: Path, tmp_path_factory: pytest.TempPathFactory, when: str
+) -> None:
+    server = Server(tutorial_ckpt, tmp_path_factory.mktemp("sigkill"), wait=when == "listening")
+    pgid = server.process.pid
+    try:
+        deadline = time.monotonic() + 120
+        while not any("spawn_main" in command for command in group_processes(pgid).values()):  # the model worker
+            assert server.process.poll() is None and time.monotonic() < deadline, server.errors()
+            time.sleep(0.05)
+        children = set(group_processes(pgid)) - {pgid}
+        server.process.kill()
+        server.process.wait(10)
+        deadline = time.monotonic() + 30  # a worker still importing torch sees its parent gone when it gets to setup
+        while group_processes(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group_processes(pgid) == {}, f"left running of {children}: {group_processes(pgid)}"
+        with pytest.raises(OSError):  # the port is closed
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    finally:
+        server.kill()
+
+
 # Rows keyed by feature name, and Ctrl-C, on a model of the example CSV (x1, x2, x3, standardised).
 def test_csv_model_rows_by_feature_name_and_ctrl_c(tmp_path_factory: pytest.TempPathFactory) -> None:
     ckpt = trained("csv", tmp_path_factory)
@@ -190,7 +218,7 @@ def test_csv_model_rows_by_feature_name_and_ctrl_c(tmp_path_factory: pytest.Temp
             ([0.5, 5.0, -10.0], '"x" is a flat list of numbers, but the model takes 3 features (x1, x2, x3)'),
             ([[0.5, 5.0]], "x[0] has 2 values, but the model takes 3 features"),
             ([{"x1": 0.5, "x2": 5.0}], "x[0] lacks x3; the model's features are x1, x2, x3"),
-            ([{"x1": 0.5, "x2": 5.0, "x3": 1, "y": 2}], "x[0] has the unknown key(s) y"),
+            ([{"x1": 0.5, "x2": 5.0, "x3": 1, "y": 2}], 'x[0] has the unknown key(s) "y"'),
             ([named[0], rows[1]], "x[1] is a list but x[0] is an object"),
             ([{"x1": "a", "x2": 5.0, "x3": 1}], 'x[0]["x1"] is the text "a"'),
             ([[3e38, 0, 0]], "its prediction would overflow float32"),  # (3e38 - mean) / std overflows float32
@@ -222,6 +250,33 @@ def test_a_bad_checkpoint_fails_at_start_up(capsys: pytest.CaptureFixture[str], 
     assert "is damaged or not a PyTorch checkpoint" in start_error(capsys, "--ckpt_path", "damaged.ckpt")
     line = start_error(capsys, "--ckpt_path", "last")
     assert "there is no checkpoints/default/version_*/last.ckpt" in line and "add the fit's --config" in line
+
+
+POISONS = [("tutorial", "weights", math.nan), ("tutorial", "bias", -math.inf), ("csv", "feature_std", 0.0),
+           ("csv", "feature_mean", math.inf), ("csv", "weight", math.nan)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "name", "value"), POISONS)
+def test_a_checkpoint_with_non_finite_weights_fails_at_start_up(
+    capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory, kind: str, name: str, value: float
+) -> None:
+    ckpt, key = poisoned(trained(kind, tmp_path_factory), tmp_path_factory.mktemp("poisoned"), name, value)
+    line = start_error(capsys, "--ckpt_path", str(ckpt))
+    assert f"checkpoint {ckpt} holds unusable weights: {key} has 1 " in line and "NaN or infinite value(s)" in line
+
+
+def test_a_prediction_that_overflows_is_422_not_null() -> None:
+    from fastapi import HTTPException
+
+    from lit_linreg.deploy.litapi import PredictAPI
+
+    api = PredictAPI("unused.ckpt", 1)
+    assert api.encode_response(torch.tensor([[0.5], [1.5]])) == {"y_pred": [0.5, 1.5]}
+    for y in (math.inf, -math.inf, math.nan):
+        with pytest.raises(HTTPException) as refused:
+            api.encode_response(torch.tensor([[0.5], [y]]))
+        assert refused.value.status_code == 422
+        assert refused.value.detail.startswith("the prediction for row 1 of the request overflows float32")
 
 
 def test_bad_options_fail_at_start_up(capsys: pytest.CaptureFixture[str], tutorial_ckpt: Path) -> None:

@@ -53,14 +53,21 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
     path = Path(resolve_checkpoint(ckpt_path, config))
     task, _ = load_for_inference(str(path))
     target = Path(out) if out else path.with_name(path.stem + SUFFIXES[format])
-    if target.is_dir():
+    if target.suffix == ".ckpt" or target.resolve() == path.resolve():
         raise UserError(
-            f"--out {target} is a folder; name the file to write, e.g. {target / (path.stem + SUFFIXES[format])}"
+            f"--out {target} would overwrite a checkpoint; name the file to write, e.g. "
+            f"{path.with_name(path.stem + SUFFIXES[format])} (the default)"
         )
     try:
+        if target.is_dir():
+            raise UserError(
+                f"--out {target} is a folder; name the file to write, e.g. {target / (path.stem + SUFFIXES[format])}"
+            )
+        if target.exists() and not target.is_file():  # e.g. /dev/null, which the final rename would replace
+            raise UserError(f"--out {target} is no regular file (a device, pipe or socket); name a file to write")
         target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the folder of --out {target} ({err.strerror}); choose another --out") from None
+    except OSError as err:  # e.g. a name over 255 bytes, a parent that is a file
+        raise UserError(f"cannot write --out {target} ({err.strerror}); choose another --out") from None
 
     in_features = int(task.hparams["in_features"])
     rows, source = held_out_rows(str(path))
@@ -72,7 +79,7 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
         source = f"256 generated rows (the test split could not be rebuilt here: {source})"
     expected = predictions(task, rows)
 
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{SUFFIXES[format]}"  # the usual permissions
+    tmp = target.parent / f".lit-linreg-export.{secrets.token_hex(4)}{SUFFIXES[format]}"  # the usual permissions
     try:
         run = EXPORTERS[format](task, tmp, in_features)
         got = run(rows)

@@ -11,8 +11,10 @@ guard's canonical form ``{"x": [[float, ...], ...]}``, which ``decode_request`` 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import warnings
+from multiprocessing import resource_tracker
 from typing import Any
 
 import litserve as ls
@@ -20,7 +22,9 @@ import torch
 from fastapi import HTTPException
 from torch import Tensor
 
+from lit_linreg.deploy.model_io import check_finite_predictions, load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, RequestError, RowParser, parse_body, too_large
+from lit_linreg.errors import UserError
 
 
 class PredictAPI(ls.LitAPI):
@@ -29,12 +33,13 @@ class PredictAPI(ls.LitAPI):
     def __init__(self, ckpt_path: str, in_features: int, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.ckpt_path, self.in_features = ckpt_path, in_features
+        self.server_pid = os.getpid()  # the process that starts this worker
 
     def setup(self, device: str) -> None:
-        from lit_linreg.deploy.model_io import load_for_inference
+        from lit_linreg.deploy.serve import die_with_parent
 
-        # Ctrl-C reaches every process of the terminal's group: this one is stopped by the main process instead.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        die_with_parent(self.server_pid)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops this one
         torch.set_num_threads(1)  # a linear model on a few rows: threads only add hand-offs
         self.task, _ = load_for_inference(self.ckpt_path)
 
@@ -61,6 +66,10 @@ class PredictAPI(ls.LitAPI):
         return output
 
     def encode_response(self, output: Tensor) -> dict[str, list[float]]:
+        try:  # PredictGuard refuses rows whose prediction would overflow: this is the backstop
+            check_finite_predictions(output, "the request")
+        except UserError as err:
+            raise HTTPException(422, str(err)) from None
         return {"y_pred": output[:, 0].tolist()}
 
 
@@ -123,18 +132,32 @@ async def _send_json(send: Any, status: int, content: dict) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class Server(ls.LitServer):
+    """A LitServer whose model worker starts with SIGINT blocked: Ctrl-C reaches every process of the terminal's
+    group, and only the main process, which stops the others, must act on it (a worker still importing torch would
+    print a KeyboardInterrupt traceback)."""
+
+    def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
+        resource_tracker.ensure_running()  # started first: starting it unblocks SIGINT
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the child inherits it; here it waits
+        try:
+            return super().launch_inference_worker(lit_api)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def build_server(
     ckpt_path: str,
     parser: RowParser,
     max_batch_size: int,
     batch_timeout: float,
     fast_queue: bool,
-) -> ls.LitServer:
+) -> Server:
     """The LitServer for one checkpoint: one CPU worker, ``/predict`` guarded, no OpenAPI pages."""
     with warnings.catch_warnings():  # "both batch and unbatch methods implemented, but max_batch_size" 1: on purpose
         warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch methods")
         api = PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-    return ls.LitServer(
+    return Server(
         api,
         accelerator="cpu",
         workers_per_device=1,

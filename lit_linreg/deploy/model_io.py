@@ -23,6 +23,7 @@ from lit_linreg.storage import runs
 from lit_linreg.storage.checkpoints import data_config, load_checkpoint_file
 from lit_linreg.storage.config_files import config_file_error
 from lit_linreg.task import LinearRegressionTask
+from lit_linreg.yaml_limits import check_yaml
 
 
 def run_checkpoint_dir(config: str | None = None) -> Path:
@@ -32,6 +33,7 @@ def run_checkpoint_dir(config: str | None = None) -> Path:
         path = Path(config)
         if not path.is_file():
             raise UserError(f"--config {config} does not exist or is not a file; check the path")
+        check_yaml(path.read_bytes().decode("utf-8-sig", "replace"), f"config file {config}")  # size, depth, aliases
         problem = config_file_error(config)  # the checks of fit's --config files: UTF-8, YAML, a mapping, ...
         if problem:
             raise UserError(problem)
@@ -59,20 +61,54 @@ def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
 def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[LinearRegressionTask, list[str] | None]:
     """The trained task of ``ckpt_path`` (``last``, ``best`` or a file) in eval mode on the CPU, and its features.
 
-    The file passes the same checks as ``predict`` (weights only, trusted lit-linreg checkpoints only): a missing,
-    damaged or foreign file is a one-line :class:`UserError`. The feature names are the CSV columns the model was
-    trained on (None for the synthetic data); checkpoints from before the ``feature_names`` hyperparameter get them
-    from their data settings where these still name them.
+    The file passes the same checks as ``predict`` (weights only, trusted lit-linreg checkpoints only) and
+    :func:`check_finite_weights`: a missing, damaged, foreign or diverged file is a one-line :class:`UserError`. The
+    feature names are the CSV columns the model was trained on (None for the synthetic data); checkpoints from before
+    the ``feature_names`` hyperparameter get them from their data settings where these still name them.
     """
     path = resolve_checkpoint(ckpt_path, config)
     checkpoint = load_checkpoint_file(path)
-    task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
+    check_finite_weights(checkpoint["state_dict"], path)
+    try:
+        task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
+    except UserError as err:  # a hyperparameter the task refuses: the checkpoint's, not an option the user typed
+        raise UserError(
+            f"checkpoint {path} holds a setting lit-linreg refuses ({err}); use another checkpoint"
+        ) from None
     task.eval().requires_grad_(False)
     names = task.hparams.get("feature_names") or _names_from_data(checkpoint, path)
     in_features = task.hparams["in_features"]
     if names is not None and (len(names) != in_features or not all(isinstance(n, str) for n in names)):
         names = None
     return task, None if names is None else list(names)
+
+
+def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
+    """Every floating-point tensor of a checkpoint's ``state_dict`` is finite (and ``feature_std`` positive), or a
+    one-line :class:`UserError` naming the checkpoint and the first bad entry: a diverged run can save NaN weights."""
+    for key, value in state_dict.items():
+        if not (isinstance(value, Tensor) and value.is_floating_point()):
+            continue
+        std = key.endswith("feature_std")  # the standardisation divides by it
+        bad = ~torch.isfinite(value) | (value <= 0 if std else False)
+        if bad.any():
+            raise UserError(
+                f"checkpoint {path} holds unusable weights: {key} has {int(bad.sum())} "
+                f"{'non-positive or ' if std else ''}NaN or infinite value(s), e.g. {value[bad][0].item()}; use "
+                f"another checkpoint (e.g. best) or retrain"
+            )
+
+
+def check_finite_predictions(y_pred: Tensor, source: str) -> None:
+    """Every prediction in ``y_pred`` (rows, ...) is finite, or a one-line :class:`UserError` naming the first row
+    whose prediction overflowed float32 (its inputs are too large for this model)."""
+    finite = torch.isfinite(y_pred.reshape(len(y_pred), -1)).all(dim=1)
+    if not finite.all():
+        row = int((~finite).nonzero()[0, 0])
+        raise UserError(
+            f"the prediction for row {row} of {source} overflows float32 (magnitudes up to 3.4e38, which the model "
+            f"computes in): its inputs are too large for this model; send smaller values"
+        )
 
 
 def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:

@@ -29,12 +29,22 @@ class RequestError(Exception):
         self.status, self.message = status, message
 
 
+def _quoted(text: str, limit: int = 20) -> str:
+    """``text`` as a JSON string (escaped, so a message stays one line), cut after ``limit`` characters."""
+    quoted = json.dumps(text)
+    return quoted if len(quoted) <= limit + 2 else quoted[: limit + 1] + '..."'
+
+
+def _name(text: str) -> str:
+    """A model's feature name as is, or quoted if it holds a line break or another unprintable character."""
+    return text if text.isprintable() else json.dumps(text)
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {json.dumps(value)}"
     if isinstance(value, str):
-        shown = value if len(value) <= 20 else value[:20] + "..."
-        return f"the text {json.dumps(shown)}"
+        return f"the text {_quoted(value)}"
     if value is None:
         return "null"
     kinds = {dict: "an object", list: "a list", int: "a number", float: "a number"}
@@ -57,11 +67,15 @@ def parse_body(body: bytes) -> Any:
         raise
     except RecursionError:
         raise RequestError(400, "the body is not valid JSON for this API: it is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError; so is a 5,000-digit number
-        reason = err.msg if isinstance(err, json.JSONDecodeError) else " ".join(str(err).split())
-        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, or an integer beyond Python's digit limit
+        if isinstance(err, json.JSONDecodeError):
+            reason = f"{err.msg} at line {err.lineno} column {err.colno}"
+        elif isinstance(err, UnicodeDecodeError):
+            reason = f"it is not UTF-8 text: {err.reason} at byte {err.start}"
+        else:
+            reason = "a whole number has more than 4,300 digits"
         raise RequestError(
-            400, f"the body is not valid JSON ({reason}{where}); send a JSON object such as {EXAMPLE}"
+            400, f"the body is not valid JSON ({reason}); send a JSON object such as {EXAMPLE}"
         ) from None
 
 
@@ -95,7 +109,7 @@ class RowParser:
     def describe(self) -> str:
         """``3 features (x1, x2, x3)`` or ``1 feature``."""
         count = f"{self.in_features} feature{'s' if self.in_features > 1 else ''}"
-        return f"{count} ({', '.join(self.feature_names)})" if self.feature_names else count
+        return f"{count} ({', '.join(map(_name, self.feature_names))})" if self.feature_names else count
 
     def example_row(self) -> str:
         return "[" + ", ".join(["1.0"] * self.in_features) + "]"
@@ -106,7 +120,7 @@ class RowParser:
                 422, f"the body must be a JSON object such as {EXAMPLE}, not {_kind(payload)}; put the rows under x"
             )
         if "x" not in payload:
-            keys = ", ".join(json.dumps(k) for k in list(payload)[:5]) or "none"
+            keys = ", ".join(_quoted(k) for k in list(payload)[:5]) or "none"
             raise RequestError(422, f'the body has no "x" (its keys: {keys}); send the rows under x, e.g. {EXAMPLE}')
         x = payload["x"]
         if not isinstance(x, list):
@@ -162,12 +176,12 @@ class RowParser:
         for i, row in enumerate(x):
             if not isinstance(row, dict):
                 raise RequestError(422, f"x[{i}] is {_kind(row)} but x[0] is an object: give every row as an object")
-            missing = [n for n in names if n not in row]
-            unknown = [k for k in row if k not in names]
+            missing = [_name(n) for n in names if n not in row]
+            unknown = [_quoted(k) for k in row if k not in names][:5]
             if missing or unknown:
                 problem = "lacks " + ", ".join(missing) if missing else "has the unknown key(s) " + ", ".join(unknown)
-                raise RequestError(422, f"x[{i}] {problem}; the model's features are {', '.join(names)}")
-            rows.append([self._number(row[n], f'x[{i}]["{n}"]') for n in names])
+                raise RequestError(422, f"x[{i}] {problem}; the model's features are {', '.join(map(_name, names))}")
+            rows.append([self._number(row[n], f"x[{i}][{json.dumps(n)}]") for n in names])
         return rows
 
     @staticmethod
@@ -179,9 +193,10 @@ class RowParser:
         except OverflowError:
             number = math.inf
         if not (math.isfinite(number) and abs(number) <= FLOAT32_MAX):
+            shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "..."
             raise RequestError(
                 422,
-                f"{where} is {value!r}: beyond float32's range (magnitudes up to 3.4e38), which the model computes "
+                f"{where} is {shown}: beyond float32's range (magnitudes up to 3.4e38), which the model computes "
                 f"in; send a smaller number",
             )
         return number
@@ -190,10 +205,10 @@ class RowParser:
         if self.terms is None:
             return
         total = self.bias
-        for value, (mean, std, weight) in zip(row, self.terms):
-            scaled = abs(value - mean) / std
-            total += weight * scaled
-            if scaled > OVERFLOW_LIMIT or total > OVERFLOW_LIMIT:
+        for value, (mean, std, weight) in zip(row, self.terms):  # the model's x - mean, / std, * weight and sum
+            shifted = abs(value - mean)
+            total += weight * shifted / std
+            if shifted > OVERFLOW_LIMIT or shifted / std > OVERFLOW_LIMIT or total > OVERFLOW_LIMIT:
                 raise RequestError(
                     422,
                     f"x[{i}] is too large for this model: its prediction would overflow float32; send smaller values",

@@ -6,6 +6,7 @@ Run: lit-linreg serve --ckpt_path checkpoints/base/version_0/last.ckpt
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import math
 import multiprocessing
@@ -39,8 +40,8 @@ def serve(
 ) -> None:
     """Serve a checkpoint over HTTP: POST /predict {"x": [0.8, 0.98]} answers {"y_pred": [...]}; GET /health.
 
-    Stops cleanly on Ctrl-C or SIGTERM. A request body may hold up to 1 MiB and 10,000 rows; a bad request gets a
-    4xx answer with {"detail": "<what is wrong>"}.
+    Stops cleanly on Ctrl-C or SIGTERM; its worker processes end with it, even when it is killed. A request body may
+    hold up to 1 MiB and 10,000 rows; a bad request gets a 4xx answer with {"detail": "<what is wrong>"}.
 
     Args:
         ckpt_path: The checkpoint: last or best (of the --config's run, as for predict) or a .ckpt file.
@@ -62,38 +63,33 @@ def serve(
     )
     require_extra("serve", ["litserve", "fastapi", "uvicorn"] + (["zmq"] if fast_queue else []))
 
-    from lit_linreg.deploy.model_io import load_for_inference, prediction_bound, resolve_checkpoint
-    from lit_linreg.deploy.payload import RowParser
-
-    path = resolve_checkpoint(ckpt_path, config)
-    task, names = load_for_inference(path)
-    parser = RowParser(int(task.hparams["in_features"]), names, prediction_bound(task))
-    _check_port_free(host, port)
-
-    from lit_linreg.deploy.litapi import build_server
-
-    server = build_server(path, parser, max_batch_size, batch_timeout, fast_queue)
-    address = f"http://{'[::]' if host == '::' else host}:{port}"
-    stop = threading.Event()
-    announcer = threading.Thread(
-        target=_announce_when_ready,
-        args=(
-            host,
-            port,
-            stop,
-            f"lit-linreg serve: {path} ({parser.describe()}) listening on {address} -- "
-            f"POST {address}/predict, GET {address}/health; Ctrl-C or SIGTERM stops it",
-        ),
-        daemon=True,
-    )
     global _MAIN_PID
     _MAIN_PID = os.getpid()
     previous = {number: signal.signal(number, _terminate) for number in (signal.SIGTERM, signal.SIGINT)}
-    announcer.start()
+    stop = threading.Event()
     try:
-        server.run(host=host, port=port, log_level="warning", generate_client_file=False)
-    except RuntimeError as err:  # LitServe: "One or more workers failed to start"
-        raise UserError(f"the model worker could not start ({err}); see the lines above") from err
+        from lit_linreg.deploy.model_io import load_for_inference, prediction_bound, resolve_checkpoint
+        from lit_linreg.deploy.payload import RowParser
+
+        path = resolve_checkpoint(ckpt_path, config)
+        task, names = load_for_inference(path)
+        parser = RowParser(int(task.hparams["in_features"]), names, prediction_bound(task))
+        _check_port_free(host, port)
+
+        from lit_linreg.deploy.litapi import build_server
+
+        server = build_server(path, parser, max_batch_size, batch_timeout, fast_queue)
+        address = f"http://{'[::]' if host == '::' else host}:{port}"
+        line = (
+            f"lit-linreg serve: {path} ({parser.describe()}) listening on {address} -- "
+            f"POST {address}/predict, GET {address}/health; Ctrl-C or SIGTERM stops it"
+        )
+        threading.Thread(target=_announce_when_ready, args=(host, port, stop, line), daemon=True).start()
+        _tie_forked_children()
+        try:
+            server.run(host=host, port=port, log_level="warning", generate_client_file=False)
+        except RuntimeError as err:  # LitServe: "One or more workers failed to start"
+            raise UserError(f"the model worker could not start ({err}); see the lines above") from err
     except KeyboardInterrupt:
         pass
     finally:
@@ -105,6 +101,39 @@ def serve(
 
 
 _MAIN_PID = os.getpid()
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent``, the process that started it, ends, even by SIGKILL.
+
+    Linux: the kernel sends this process SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls the
+    parent's pid. Either way, a parent that ended before this call ends this process at once.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _tie_forked_children() -> None:
+    """Every process forked from now on (LitServe's queue manager and HTTP server, which share the listening socket)
+    dies with the process that forked it. The model worker, which LitServe spawns, ties itself in its ``setup``."""
+    forking = os.getpid()
+
+    def before() -> None:
+        nonlocal forking
+        forking = os.getpid()
+
+    os.register_at_fork(before=before, after_in_child=lambda: die_with_parent(forking))
 
 
 def _terminate(signum: int, frame: object) -> None:
