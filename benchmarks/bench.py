@@ -29,8 +29,8 @@ from recipes import (  # noqa: E402
     TrainEpochTimer,
     bare_lightning_epoch,
     bare_lightning_loop,
-    idiomatic_tutorial,
     dataloader_steps,
+    idiomatic_tutorial,
     plain_loop,
     plain_minibatch_epoch,
     scale_data,
@@ -90,7 +90,10 @@ def tutorial_section(repeats: int) -> None:
         print(f"   {name:<44} {seconds:8.3f} {weight:7.4f} {bias:7.4f}")
     plain = results["plain PyTorch loop"][0]
     idiomatic = results["idiomatic Lightning (metrics, logger, checkpoints)"][0]
-    print(f"   lit-linreg, every default output / idiomatic Lightning = {results[base][0] / idiomatic:.2f} (target <= 1.25)")
+    print(
+        f"   lit-linreg, every default output / idiomatic Lightning = {results[base][0] / idiomatic:.2f} "
+        "(target <= 1.25)"
+    )
     bare = results["bare Lightning loop (Trainer defaults)"][0]
     minimal = results["bare Lightning loop, no bar and no summary"][0]
     for label, ours in (

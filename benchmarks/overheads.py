@@ -65,9 +65,8 @@ def main() -> None:
         print(f"{label:<80} {delta:+13.2f} {delta * 2:+9.2f}")
 
     import torch
-    from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
-
     from lit_linreg.analysis.metrics import RegressionMetrics
+    from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
     preds, target = torch.rand(40, 1), torch.rand(40, 1)
     collection = MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})

@@ -87,7 +87,9 @@ class IdiomaticTutorial(L.LightningModule):
 def _metrics(stage: str):
     from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-    return MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, prefix=f"{stage}/")
+    return MetricCollection(
+        {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, prefix=f"{stage}/"
+    )
 
 
 def idiomatic_tutorial(root: str) -> tuple[float, float]:

@@ -5,6 +5,7 @@ Run: lit-linreg fit --config configs/base.yaml
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import logging
@@ -17,12 +18,20 @@ from argparse import ArgumentError, RawDescriptionHelpFormatter
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import DefaultHelpFormatter, Namespace
+import yaml
+from jsonargparse import DefaultHelpFormatter, Namespace, set_loader
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from lit_linreg.callbacks import DivergenceGuard, EpochTable, FigureWriter, GracefulInterrupt, PredictionWriter, RunReport
+from lit_linreg.callbacks import (
+    DivergenceGuard,
+    EpochTable,
+    FigureWriter,
+    GracefulInterrupt,
+    PredictionWriter,
+    RunReport,
+)
 from lit_linreg.data import RegressionDataModule, Seed, SyntheticRegressionData
 from lit_linreg.errors import UserError, one_line, require
 from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
@@ -30,12 +39,16 @@ from lit_linreg.storage.config_files import check_config_files
 from lit_linreg.storage.files import STORAGE_FIXES, shown_path, storage_error
 from lit_linreg.storage.runs import CHECKPOINT_ALIASES, RunFolders, checkpoint_dir, find_checkpoint, run_name
 from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
+from lit_linreg.yaml_limits import load_yaml
 
 # The commands beside LightningCLI's: name -> ("module:function", help). Each function takes the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.cli:lr_sweep", "train once per learning rate, compare the runs"),
-    "make-data": ("lit_linreg.datasets.csv:make_data_main", "write an example CSV (x1, x2, x3 -> y) and rows to predict"),
+    "make-data": (
+        "lit_linreg.datasets.csv:make_data_main",
+        "write an example CSV (x1, x2, x3 -> y) and rows to predict",
+    ),
     "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
     "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
 }
@@ -58,9 +71,9 @@ class LitLinregCLI(LightningCLI):
     """LightningCLI with lit-linreg's callbacks and run folders (see :mod:`lit_linreg.storage.runs`).
 
     Checkpoints are Lightning's ``ModelCheckpoint``, twice: the best epoch by ``val_loss`` (the ``checkpoint``
-    section) and ``last.ckpt``, the newest state, after every epoch (the ``last`` section). A ``--ckpt_path`` file (or ``last`` /
-    ``best`` of the run) acts like a config given before all others: its model and data settings, which any option
-    still overrides.
+    section) and ``last.ckpt``, the newest state, after every epoch (the ``last`` section). A ``--ckpt_path`` file (or
+    ``last`` / ``best`` of the run) acts like a config given before all others: its model and data settings, which
+    any option still overrides.
     """
 
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
@@ -113,7 +126,12 @@ class LitLinregCLI(LightningCLI):
         )
         parser.add_lightning_class_args(ModelCheckpoint, "last")
         parser.set_defaults(
-            {"last.filename": "last", "last.monitor": None, "last.every_n_epochs": 1, "last.enable_version_counter": False}
+            {
+                "last.filename": "last",
+                "last.monitor": None,
+                "last.every_n_epochs": 1,
+                "last.enable_version_counter": False,
+            }
         )
         parser.link_arguments("checkpoint.dirpath", "last.dirpath")  # one folder for a run's checkpoints
         parser.add_lightning_class_args(EpochTable, "table")
@@ -152,9 +170,16 @@ class LitLinregCLI(LightningCLI):
         if path in CHECKPOINT_ALIASES:
             folder = checkpoint_dir(self.root_dir, self.run_name, cfg.checkpoint.dirpath)
             found = find_checkpoint(folder, path)
-            wanted = shown_path(folder / "version_*" / "last.ckpt") if not cfg.checkpoint.dirpath else folder / "last.ckpt"
-            require(found is not None or subcommand == "fit", f"--ckpt_path {path}: there is no {wanted}; run fit first")
-            print(f"--ckpt_path {path}: " + (shown_path(found) if found else "no checkpoint yet: this fit starts from scratch"))
+            wanted = (
+                shown_path(folder / "version_*" / "last.ckpt") if not cfg.checkpoint.dirpath else folder / "last.ckpt"
+            )
+            require(
+                found is not None or subcommand == "fit", f"--ckpt_path {path}: there is no {wanted}; run fit first"
+            )
+            print(
+                f"--ckpt_path {path}: "
+                + (shown_path(found) if found else "no checkpoint yet: this fit starts from scratch")
+            )
             path = None if found is None else str(found)
             if path:
                 argv = self._with_checkpoint(argv, path)
@@ -199,7 +224,9 @@ class LitLinregCLI(LightningCLI):
         )
         if subcommand == "fit":
             epochs, steps = cfg.trainer.max_epochs, cfg.trainer.max_steps
-            require(steps == -1 or steps > 0, f"trainer.max_steps must be a positive number of steps or -1, got {steps}")
+            require(
+                steps == -1 or steps > 0, f"trainer.max_steps must be a positive number of steps or -1, got {steps}"
+            )
             require(
                 epochs is None or epochs > 0 or (epochs == -1 and steps > 0),
                 f"trainer.max_epochs must be a positive number of epochs, got {epochs}; e.g. --trainer.max_epochs 100 "
@@ -276,7 +303,9 @@ class LitLinregCLI(LightningCLI):
                 return
             print(f"resuming {shown_path(path)} at epoch {done} (lr {model.hparams['lr']:g}), up to {asked} epochs")
         self.trainer.fit(model, **kwargs)
-        paths = {getattr(c, "monitor", None): getattr(c, "best_model_path", "") for c in self.trainer.checkpoint_callbacks}
+        paths = {
+            getattr(c, "monitor", None): getattr(c, "best_model_path", "") for c in self.trainer.checkpoint_callbacks
+        }
         best, last = paths.get("val_loss", ""), paths.get(None, "")
         if last:
             print(f"checkpoints: last {shown_path(last)} | best {shown_path(best)}")
@@ -322,6 +351,8 @@ def as_user_error(error: BaseException, command: str = "") -> UserError | None:
             return cause
         if isinstance(cause, OSError) and cause.errno in STORAGE_FIXES:
             return storage_error(cause)
+        if isinstance(cause, OSError) and cause.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
+            return UserError(f"{cause.filename or 'a path'}: {cause.strerror}; give a shorter or existing path")
         cause = cause.__cause__ or cause.__context__
     if isinstance(error, MisconfigurationException):
         return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `lit-linreg <command> --help`)")
@@ -351,6 +382,7 @@ def main(args: list[str] | None = None) -> None:
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
             for resumed in (r"Checkpoint directory .* exists and is not empty", r"The dirpath has changed from"):
                 warnings.filterwarnings("ignore", message=resumed)  # a resume, in its folder or the next version
+        set_loader("yaml", load_yaml, exceptions=(yaml.YAMLError,))  # config files and values, read with limits
         if argv and argv[0] in COMMANDS:
             module, _, function = COMMANDS[argv[0]][0].partition(":")
             getattr(importlib.import_module(module), function)(argv[1:])

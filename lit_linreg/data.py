@@ -271,7 +271,7 @@ class SyntheticRegressionData(RegressionDataModule):
         step: PositiveFloat32 = 0.02,
         train_split: OpenUnitInterval = 0.8,
         batch_size: PositiveInt | None = None,
-        predict_x: list[Float32] | list[list[Float32]] | None = None,
+        predict_x: list | None = None,
         num_samples: PositiveInt | None = None,
         num_features: PositiveInt | None = None,
         noise_std: NonNegativeFloat32 = 0.0,
@@ -341,6 +341,8 @@ class SyntheticRegressionData(RegressionDataModule):
 
     @staticmethod
     def _predict_tensor(predict_x: list, num_features: int) -> Tensor:
+        """``predict_x`` as a (rows, num_features) float32 tensor. Checked here, once: jsonargparse checks a list of a
+        checked type element by element, copying the list each time, which took minutes for 5,000 values."""
         require(len(predict_x) > 0, "data.predict_x is empty; give at least one x, e.g. --data.predict_x '[0.5, 2.0]'")
         rows = [row if isinstance(row, list) else [row] for row in predict_x]
         for i, row in enumerate(rows):
@@ -348,6 +350,11 @@ class SyntheticRegressionData(RegressionDataModule):
                 len(row) == num_features,
                 f"data.predict_x[{i}] has {len(row)} values but the data have {num_features} features",
             )
+            for value in row:
+                require(
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= FLOAT32_MAX,
+                    f"data.predict_x[{i}] holds {value!r}: give finite numbers a float32 holds (|x| <= 3.4e38)",
+                )  # NaN fails the comparison
         return torch.tensor(rows, dtype=torch.float32)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import restricted_number_type
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
@@ -18,23 +18,27 @@ from lit_linreg.data import FLOAT32_MAX, PositiveFloat32, RegressionDataModule, 
 from lit_linreg.errors import UserError, require
 from lit_linreg.models import VARIANTS, Variant, build_model
 
+Features = restricted_number_type("Features", int, [(">", 0), ("<=", 100_000)], join="and")  # weights that fit memory
 CHECKPOINT_KEY = "lit_linreg"  # lit-linreg's own entry in every checkpoint: {"format": ..., "data_class": ...}
 CHECKPOINT_FORMAT = 2  # 1: lit-linreg 0.1, whose checkpoints have no such entry
 
 
 def regression_metrics(stage: str) -> MetricCollection:
     """MAE (the L1 loss), MSE and R² of one stage, logged as ``{stage}/mae``, ``{stage}/mse``, ``{stage}/r2``."""
-    return MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, prefix=f"{stage}/")
+    return MetricCollection(
+        {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, prefix=f"{stage}/"
+    )
 
 
 class LinearRegressionTask(L.LightningModule):
     """L1 loss + SGD around the ``manual`` (two ``nn.Parameter``) or ``linear`` (``nn.Linear``) model.
 
     Hyperparameters are primitives, so Lightning's ``load_from_checkpoint`` rebuilds the right variant anywhere
-    (``lit_linreg.load_task(path)`` checks the file first: use it for files you did not write). Every epoch it logs, through ``self.log``: ``train_loss`` and the learned parameters
-    (``params/weight``, ``params/bias``; ``params/weight[<feature>]`` for several features) after the epoch's last
-    update, then ``val_loss`` and the ``val/`` metrics (MAE, MSE, R²); ``test`` logs ``test_loss`` and ``test/``.
-    Callbacks read them from ``trainer.callback_metrics``.
+    (``lit_linreg.load_task(path)`` checks the file first: use it for files you did not write). Every epoch it logs,
+    through ``self.log``: ``train_loss`` and the learned parameters (``params/weight``, ``params/bias``;
+    ``params/weight[<feature>]`` for several features) after the epoch's last update, then ``val_loss`` and the
+    ``val/`` metrics (MAE, MSE, R²); ``test`` logs ``test_loss`` and ``test/``. Callbacks read them from
+    ``trainer.callback_metrics``.
 
     ``in_features``, ``standardize`` and ``feature_names`` come from the data (the CLI links them). With
     ``standardize`` the model sees features and target scaled by the training split's mean and std, kept as buffers
@@ -57,7 +61,7 @@ class LinearRegressionTask(L.LightningModule):
         self,
         variant: Variant = "linear",
         lr: PositiveFloat32 = 0.01,
-        in_features: PositiveInt = 1,
+        in_features: Features = 1,
         standardize: bool = False,
         feature_names: list[str] | None = None,
     ) -> None:
@@ -123,7 +127,9 @@ class LinearRegressionTask(L.LightningModule):
         datamodule = attached_datamodule(self.trainer)
         stats = None if datamodule is None else (datamodule.feature_stats(), datamodule.target_stats())
         if stats is None or None in stats:
-            raise UserError("model.standardize needs a datamodule with feature_stats() and target_stats() (the CSV data)")
+            raise UserError(
+                "model.standardize needs a datamodule with feature_stats() and target_stats() (the CSV data)"
+            )
         (x_mean, x_std), (y_mean, y_std) = stats  # type: ignore[misc]
         for buffer, value in zip(
             (self.feature_mean, self.feature_std, self.target_mean, self.target_std), (x_mean, x_std, y_mean, y_std)
@@ -224,4 +230,3 @@ def feature_names_of(data: RegressionDataModule) -> list[str] | None:
 
 # Task hyperparameters that the data decide: the CLI links them at instantiation, so they are never set directly.
 LINKED_FROM_DATA = {"in_features": num_features_of, "standardize": standardize_of, "feature_names": feature_names_of}
-

@@ -95,9 +95,9 @@ CONFIG_FILES = {  # config file content (None: no such file) -> what the error l
     "model:\n  lr: 1e400\n": "config file {config} line 2: model.lr: 1e400 is too large for a number (it would become "
     "infinity; floats end near 1.8e308); use a smaller value",
     "data:\n  init_args:\n    weight: -1.5e+999\n": "config file {config} line 3: data.weight: -1.5e+999 is too large",
-    "model:\n  lr: fast\n": "Parser key \"model.lr\": Not of type PositiveFloat32: could not convert string to float: "
+    "model:\n  lr: fast\n": 'Parser key "model.lr": Not of type PositiveFloat32: could not convert string to float: '
     "'fast'; see `lit-linreg fit --help`",
-    "trainer:\n  max_epochs: many\n": "Parser key \"trainer.max_epochs\"",
+    "trainer:\n  max_epochs: many\n": 'Parser key "trainer.max_epochs"',
     "data:\n  init_args:\n    step: small\n": "Not of type PositiveFloat32: could not convert string to float: 'small'",
     b"# caf\xe9\nmodel:\n  lr: 0.01\n": "config file {config} is not UTF-8 text (byte 0xe9 at line 1, column 6: "
     "Latin-1 or Windows-1252?); save it as UTF-8",
@@ -187,9 +187,7 @@ def test_a_config_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_a_missing_config_is_named_as_typed(capsys: pytest.CaptureFixture[str]) -> None:
     for typed in ("configs/bsae.yaml", "./configs/../bsae.yaml"):
-        assert f"--config {typed}: no such file; check the path" in error_line(
-            capsys, "fit", "--config", typed
-        )
+        assert f"--config {typed}: no such file; check the path" in error_line(capsys, "fit", "--config", typed)
 
 
 def test_a_config_given_as_a_string_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:

@@ -88,14 +88,20 @@ def test_weights_only_false_is_still_refused(capsys: pytest.CaptureFixture[str])
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["theory", "--steps", "1.5"], "Parser key \"steps\": Expected a <class 'int'>. Got value: 1.5; see `lit-linreg theory --help`"),
+        (
+            ["theory", "--steps", "1.5"],
+            "Parser key \"steps\": Expected a <class 'int'>. Got value: 1.5; see `lit-linreg theory --help`",
+        ),
         (["theory", "--w_range", "-1"], "argument --w_range: expected 2 arguments"),
         (["theory", "--bogus", "1"], "unrecognized arguments: --bogus 1; see `lit-linreg theory --help`"),
         (["lr-sweep", "--lrs", "[0.1, -1]"], '--lrs: expected positive numbers like "[0.001, 0.01, 0.1]", got'),
         (["lr-sweep", "--lrs=[.inf]"], "--lrs: expected positive numbers like \"[0.001, 0.01, 0.1]\", got '[.inf]'"),
         (["lr-sweep", "--lrs", "abc"], "--lrs: expected positive numbers like \"[0.001, 0.01, 0.1]\", got 'abc'"),
         (["lr-sweep", "--out"], "argument --out: expected one argument; see `lit-linreg lr-sweep --help`"),
-        (["make-data", "--rows", "x"], "Parser key \"rows\": Expected a <class 'int'>. Got value: x; see `lit-linreg make-data --help`"),
+        (
+            ["make-data", "--rows", "x"],
+            "Parser key \"rows\": Expected a <class 'int'>. Got value: x; see `lit-linreg make-data --help`",
+        ),
         (["make-data", "--rows", "0"], "--rows and --new_rows must be > 0, got 0, 10"),
         (["make-data", "--outliers", "2"], "--outliers must be a fraction between 0 and 1, got 2.0"),
     ],

@@ -112,5 +112,7 @@ def test_the_callbacks_work_with_any_lightning_module(capsys: pytest.CaptureFixt
     assert {p.name for p in figures.paths} >= {"4_loss_curves.png"} and all(p.is_file() for p in figures.paths)
 
     with pytest.raises(UserError, match="training diverged at epoch 1: the training loss became inf"):
-        quiet_trainer(max_epochs=4, callbacks=[DivergenceGuard()]).fit(TinyModule(blow_up_at=1), SyntheticRegressionData())
+        quiet_trainer(max_epochs=4, callbacks=[DivergenceGuard()]).fit(
+            TinyModule(blow_up_at=1), SyntheticRegressionData()
+        )
     assert not list(Path(".").glob("**/*.ckpt"))

@@ -5,4 +5,12 @@ from lit_linreg.callbacks.figures import FigureWriter, LossHistory
 from lit_linreg.callbacks.report import PredictionWriter, RunReport
 from lit_linreg.callbacks.training import DivergenceGuard, EpochTable, GracefulInterrupt
 
-__all__ = ["DivergenceGuard", "EpochTable", "FigureWriter", "GracefulInterrupt", "LossHistory", "PredictionWriter", "RunReport"]
+__all__ = [
+    "DivergenceGuard",
+    "EpochTable",
+    "FigureWriter",
+    "GracefulInterrupt",
+    "LossHistory",
+    "PredictionWriter",
+    "RunReport",
+]

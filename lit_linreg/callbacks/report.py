@@ -18,6 +18,7 @@ from torch import Tensor
 from lit_linreg.analysis.baselines import LinearFit
 from lit_linreg.analysis.report import build_report, format_console, format_markdown, report_table
 from lit_linreg.data import attached_datamodule, default_feature_names
+from lit_linreg.errors import UserError
 from lit_linreg.storage.files import atomic_write, shown_path, write_csv
 from lit_linreg.task import plain
 
@@ -98,7 +99,9 @@ class RunReport(Callback):
         self.path = atomic_write(target, lambda file: file.write(text.encode()))
         pl_module.print(f"report: {shown_path(self.path)}")
         models = report["models"]
-        return {f"baseline/{m}_{split}_mae": models[m][split]["mae"] for m in ("lad", "ols") for split in ("train", "test")}
+        return {
+            f"baseline/{m}_{split}_mae": models[m][split]["mae"] for m in ("lad", "ols") for split in ("train", "test")
+        }
 
     @staticmethod
     def _log_hyperparameters(
@@ -175,6 +178,12 @@ class PredictionWriter(Callback):
         names = [] if datamodule is None else datamodule.feature_names
         if len(names) != x.shape[1]:
             names = default_feature_names(x.shape[1])
+        overflowed = (~torch.isfinite(y_pred[:, 0])).nonzero()
+        if len(overflowed):
+            raise UserError(
+                f"the prediction for row {int(overflowed[0, 0])} overflows float32 (magnitudes up to 3.4e38): its "
+                f"inputs are too large for this model; predict smaller values"
+            )
         header, columns = [*names, "y_pred"], [*x.T, y_pred[:, 0]]
         if y_true:
             header += ["y_true", "abs_error"]

@@ -58,7 +58,10 @@ class EpochTable(Callback):
             self._header_printed = True
         losses = [logged(trainer, key) for key in ("train_loss", "val_loss")]
         cells = [fixed_width(v, 10, 6) if v is not None else f"{'-':>10}" for v in losses]
-        values = [format_weight(torch.tensor([logged(trainer, key)])).rjust(max(6, len(name))) for key, name in zip(params, names)]
+        values = [
+            format_weight(torch.tensor([logged(trainer, key)])).rjust(max(6, len(name)))
+            for key, name in zip(params, names)
+        ]
         pl_module.print(" | ".join([f"{epoch:5d}", *cells, *values]))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -161,7 +164,9 @@ class DivergenceGuard(Callback):
         fix = f"--model.lr {lr / 10:g}"
         if tutorial is not None and lr > 10 * tutorial:
             fix = f"--model.lr {tutorial:g} (the tutorial's)"
-        saved = [getattr(c, "best_model_path", "") for c in trainer.checkpoint_callbacks if not getattr(c, "monitor", 1)]
+        saved = [
+            getattr(c, "best_model_path", "") for c in trainer.checkpoint_callbacks if not getattr(c, "monitor", 1)
+        ]
         raise UserError(
             f"training diverged at epoch {trainer.current_epoch}: {what} with model.lr={lr:g}; use a smaller learning "
             f"rate, e.g. {fix}, or compare rates with lit-linreg lr-sweep; last checkpoint before the divergence: "

@@ -9,6 +9,7 @@ from typing import Any
 import docstring_parser
 from jsonargparse import ArgumentParser
 
+
 def command_parser(
     prog: str, function: Callable[..., Any], skip: Collection[str] = (), epilog: str | None = None
 ) -> ArgumentParser:

@@ -9,10 +9,9 @@ import math
 from typing import Literal
 
 import torch
+from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveInt
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-
-from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveInt
 
 from lit_linreg.data import RegressionDataModule, Seed
 from lit_linreg.datasets.csv_reader import check_delimiter, decimal_comma, is_number, read_columns, read_head

@@ -50,9 +50,13 @@ def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
         return ckpt_path
     path = runs.find_checkpoint(directory, ckpt_path)
     if path is None:
-        without = "" if config else (
-            "; without --config, last and best mean the run 'default': add the fit's --config (e.g. --config "
-            "configs/base.yaml) or name the file (--ckpt_path checkpoints/base/version_0/last.ckpt)"
+        without = (
+            ""
+            if config
+            else (
+                "; without --config, last and best mean the run 'default': add the fit's --config (e.g. --config "
+                "configs/base.yaml) or name the file (--ckpt_path checkpoints/base/version_0/last.ckpt)"
+            )
         )
         raise UserError(f"--ckpt_path {ckpt_path}: there is no {directory}/version_*/last.ckpt; run fit first{without}")
     return str(path)
@@ -68,7 +72,6 @@ def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[Linea
     """
     path = resolve_checkpoint(ckpt_path, config)
     checkpoint = load_checkpoint_file(path)
-    check_finite_weights(checkpoint["state_dict"], path)
     try:
         task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
     except UserError as err:  # a hyperparameter the task refuses: the checkpoint's, not an option the user typed
@@ -81,22 +84,6 @@ def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[Linea
     if names is not None and (len(names) != in_features or not all(isinstance(n, str) for n in names)):
         names = None
     return task, None if names is None else list(names)
-
-
-def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
-    """Every floating-point tensor of a checkpoint's ``state_dict`` is finite (and ``feature_std`` positive), or a
-    one-line :class:`UserError` naming the checkpoint and the first bad entry: a diverged run can save NaN weights."""
-    for key, value in state_dict.items():
-        if not (isinstance(value, Tensor) and value.is_floating_point()):
-            continue
-        std = key.endswith("feature_std")  # the standardisation divides by it
-        bad = ~torch.isfinite(value) | (value <= 0 if std else False)
-        if bad.any():
-            raise UserError(
-                f"checkpoint {path} holds unusable weights: {key} has {int(bad.sum())} "
-                f"{'non-positive or ' if std else ''}NaN or infinite value(s), e.g. {value[bad][0].item()}; use "
-                f"another checkpoint (e.g. best) or retrain"
-            )
 
 
 def check_finite_predictions(y_pred: Tensor, source: str) -> None:

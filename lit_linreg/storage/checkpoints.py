@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib
 import pickletools
 import sys
 import zipfile
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import Tensor
 
 from lit_linreg.data import RegressionDataModule
 from lit_linreg.errors import UserError, require
@@ -21,6 +23,7 @@ from lit_linreg.task import LinearRegressionTask
 
 TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
 LEGACY_DATA_CLASSES = {"lit_linreg.csv_data.CSVRegressionData": "lit_linreg.datasets.csv.CSVRegressionData"}
+DATA_MODULES = ("lit_linreg.data", "lit_linreg.datasets.csv", "lit_linreg.datasets.parquet")  # a file may name these
 TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
 
 
@@ -74,16 +77,29 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         raise UserError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
     task_hyperparameters(checkpoint, path)
     data_config(checkpoint, path)
-    bad = [name for name, t in checkpoint["state_dict"].items() if t.is_floating_point() and not t.isfinite().all()]
-    require(
-        not bad,
-        f"checkpoint {path} holds weights that are not finite numbers (NaN or inf in {', '.join(bad)}): it was saved "
-        f"from a diverged run; use an earlier checkpoint of the run, or retrain with a smaller --model.lr",
-    )
+    check_finite_weights(checkpoint["state_dict"], path)
     return checkpoint
 
 
-def load_task(path: str | Path, map_location: Any = "cpu", weights_only: bool = True, **kwargs: Any) -> LinearRegressionTask:
+def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
+    """Every floating-point tensor of a checkpoint's ``state_dict`` is finite (and ``feature_std`` positive), or a
+    one-line :class:`UserError` naming the checkpoint and the first bad entry: a diverged run can save NaN weights."""
+    for key, value in state_dict.items():
+        if not (isinstance(value, Tensor) and value.is_floating_point()):
+            continue
+        std = key.endswith("_std")  # the standardisation divides by it
+        bad = ~torch.isfinite(value) | (value <= 0 if std else False)
+        if bad.any():
+            raise UserError(
+                f"checkpoint {path} holds unusable weights: {key} has {int(bad.sum())} "
+                f"{'non-positive or ' if std else ''}NaN or infinite value(s), e.g. {value[bad][0].item()}; use "
+                f"another checkpoint (e.g. best) or retrain"
+            )
+
+
+def load_task(
+    path: str | Path, map_location: Any = "cpu", weights_only: bool = True, **kwargs: Any
+) -> LinearRegressionTask:
     """``LinearRegressionTask.load_from_checkpoint(path)`` of a file checked first (:func:`load_checkpoint_file`):
     weights-only, trusted lit-linreg checkpoints with finite weights only, each problem a one-line UserError."""
     require(
@@ -177,6 +193,8 @@ def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] 
     named = [checkpoint_info(checkpoint, path).get("data_class"), legacy_class_path]
     for class_path in filter(None, named):  # every class a file names must be one of lit-linreg's data modules
         module_name, _, class_name = LEGACY_DATA_CLASSES.get(class_path, class_path).rpartition(".")
+        if module_name in DATA_MODULES:  # imported only when named: the Parquet data needs pyarrow
+            importlib.import_module(module_name)
         cls = getattr(sys.modules.get(module_name), class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
             raise UserError(

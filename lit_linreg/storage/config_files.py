@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lit_linreg.errors import UserError, not_utf8
+from lit_linreg.yaml_limits import check_yaml
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _NUMBER = re.compile(r"[-+]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][-+]?\d+)?")
@@ -72,7 +73,11 @@ def config_file_error(
     if encoding:
         return f"{where} {encoding}; save it as UTF-8"
     try:
-        root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
+        check_yaml(data.decode("utf-8-sig"), where)  # bounded size, depth and aliases before anything walks it
+    except UserError as err:
+        return str(err)
+    try:
+        root = yaml.compose(data.decode("utf-8-sig"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         return _yaml_problem(where, err)
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
@@ -90,24 +95,6 @@ def config_file_error(
         return problem
     for problem in _section_problems(root, where, sections or {}, scopes):
         return problem
-    return None
-
-
-def config_location(argv: Sequence[str], keys: Sequence[str]) -> str | None:
-    """``config file <path> line <n>``: where the last ``--config`` file of ``argv`` sets the option ``keys`` (e.g.
-    ``["data", "step"]``, also found under ``data: init_args:``), unless ``argv`` sets that option itself."""
-    option = "--" + ".".join(keys)
-    if any(a == option or a.startswith(f"{option}=") for a in argv):
-        return None
-    for path in reversed(config_paths(argv)):
-        try:
-            root = yaml.compose(Path(path).read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        for top in (root, *(value for _, value in _entries(root))):  # also a subcommand's config: fit: {...}
-            node = _find(top, [part for key in keys for part in key.split(".")])
-            if node is not None:
-                return f"config file {path} line {node.start_mark.line + 1}"
     return None
 
 

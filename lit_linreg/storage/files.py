@@ -71,5 +71,7 @@ STORAGE_FIXES = {
 
 def storage_error(error: OSError, path: str | os.PathLike | None = None) -> UserError:
     """One line for a file that cannot be written: what happened to which path, and the fix."""
-    fix = STORAGE_FIXES.get(error.errno or 0, "check the disk and the folder, or point --trainer.default_root_dir elsewhere")
+    fix = STORAGE_FIXES.get(
+        error.errno or 0, "check the disk and the folder, or point --trainer.default_root_dir elsewhere"
+    )
     return UserError(f"cannot write {error.filename or path or 'a file'} ({error.strerror or error}): {fix}")

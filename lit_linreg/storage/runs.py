@@ -43,7 +43,7 @@ def run_name(explicit: str | None = None, configs: Sequence[str | Path] = (), ck
         name = "default"
     require(
         name not in ("", ".", "..") and "/" not in name and "\\" not in name and len(name.encode()) <= 200,
-        f"run_name must be a plain folder name of at most 200 bytes, got {name[:60]!r}{'...' if len(name) > 60 else ''}",
+        f"run_name must be a plain folder name of at most 200 bytes, got {name[:60]!r}{'...' * (len(name) > 60)}",
     )
     return name
 
@@ -61,9 +61,16 @@ def versions(*roots: Path) -> list[int]:
 
 
 def claim(parent: Path, prefix: str, *others: Path) -> Path:
-    """Create ``parent/<prefix>N`` for the first N above every ``<prefix>N`` in ``parent`` and ``others``, atomically."""
+    """Create ``parent/<prefix>N`` for the first N above every ``<prefix>N`` in ``parent`` and ``others``,
+    atomically."""
     pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
-    taken = [int(m.group(1)) for root in (parent, *others) if root.is_dir() for p in root.iterdir() if (m := pattern.match(p.name))]
+    taken = [
+        int(m.group(1))
+        for root in (parent, *others)
+        if root.is_dir()
+        for p in root.iterdir()
+        if (m := pattern.match(p.name))
+    ]
     number = max(taken, default=-1) + 1
     while True:
         folder = parent / f"{prefix}{number}"
@@ -91,7 +98,9 @@ def find_checkpoint(run_dir: Path, alias: str) -> Path | None:
     if alias == "last" or last is None:
         return last
     states = load_checkpoint_file(last).get("callbacks", {})
-    best = next((s.get("best_model_path") for k, s in states.items() if "val_loss" in k and s.get("best_model_path")), None)
+    best = next(
+        (s.get("best_model_path") for k, s in states.items() if "val_loss" in k and s.get("best_model_path")), None
+    )
     if best and not Path(best).is_file():  # the run folder was moved: look beside last.ckpt
         best = str(last.parent / Path(best).name)
     if not best or not Path(best).is_file():
@@ -137,7 +146,9 @@ class RunFolders(Callback):
             self.log_dir = logs / Path(folder).name
             for callback in own:
                 callback.dirpath = folder  # type: ignore[attr-defined]
-            self.checkpoint_dir = Path(next((getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks), folder))
+            self.checkpoint_dir = Path(
+                next((getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks), folder)
+            )
             if trainer.is_global_zero:
                 self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 self._lock = lock(self.checkpoint_dir)
@@ -192,5 +203,3 @@ def lock(folder: Path) -> int:
             f"without --ckpt_path"
         ) from None
     return descriptor
-
-
