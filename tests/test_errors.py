@@ -37,9 +37,10 @@ BAD_VALUES = [  # options added to `fit --config configs/base.yaml`, and what th
     (["--data.noise_std", ".inf"], "Not of type NonNegativeFloat32: could not convert string to float: '.inf'"),
     (["--data.noise_std", "-1"], "Not of type NonNegativeFloat32: -1 does not conform to restriction v>=0"),
     (["--data.predict_x", "[]"], "data.predict_x is empty"),
-    (["--data.predict_x", "[0.5, .nan]"], "Not of type Float32: nan does not conform to restriction"),
-    (["--data.predict_x", "[0.5, 1e39]"], "Not of type Float32: 1e+39 does not conform to restriction"),
-    (["--data.predict_x", "[0.5, abc]"], "Not of type Float32: could not convert string to float: 'abc'"),
+    (["--data.predict_x", "[0.5, .nan]"], "data.predict_x[1] holds nan: give finite numbers a float32 holds"),
+    (["--data.predict_x", "[0.5, 1e39]"], "data.predict_x[1] holds 1e+39: give finite numbers a float32 holds"),
+    (["--data.predict_x", "[0.5, abc]"], "data.predict_x[1] holds 'abc': give finite numbers"),
+    (["--data.predict_x", "[true]"], "data.predict_x[0] holds True: give finite numbers"),
     (["--data.predict_x", "[0.5, , 2]"], "Given value: [0.5, , 2]"),
     (
         ["--data.num_samples", "99", "--data.num_features", "2", "--data.predict_x", "[[1, 2], [3]]"],

@@ -74,7 +74,7 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
     if rows is None:
         generator = torch.Generator().manual_seed(0)
         rows = torch.randn(256, in_features, generator=generator)
-        if task.standardize:
+        if task.hparams["standardize"]:
             rows = rows * task.feature_std + task.feature_mean
         source = f"256 generated rows (the test split could not be rebuilt here: {source})"
     expected = predictions(task, rows)

@@ -142,11 +142,12 @@ def predictions(task: LinearRegressionTask, x: Tensor) -> Tensor:
 def prediction_bound(task: LinearRegressionTask) -> tuple[list[tuple[float, float, float]], float]:
     """Per feature (mean, std, |weight|) in the model's own units, and |bias|: enough to bound every intermediate
     value of ``task(x)`` for a row, so that a row whose prediction would overflow float32 can be refused up front."""
-    weight, bias = task.model.coefficients()
+    weight, bias = (t.double() for t in task.model.coefficients())
     n = weight.numel()
-    if task.standardize:
+    if task.hparams["standardize"]:  # the model's output is scaled back to the target's units
         mean, std = task.feature_mean.double().tolist(), task.feature_std.double().tolist()
+        scale, shift = float(task.target_std), abs(float(task.target_mean))
     else:
-        mean, std = [0.0] * n, [1.0] * n
-    terms = [(m, s, abs(w)) for m, s, w in zip(mean, std, weight.double().tolist())]
-    return terms, abs(float(bias.double().sum()))
+        mean, std, scale, shift = [0.0] * n, [1.0] * n, 1.0, 0.0
+    terms = [(m, s, abs(w) * scale) for m, s, w in zip(mean, std, weight.tolist())]
+    return terms, abs(float(bias.sum())) * scale + shift

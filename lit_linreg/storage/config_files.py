@@ -77,7 +77,7 @@ def config_file_error(
     except UserError as err:
         return str(err)
     try:
-        root = yaml.compose(data.decode("utf-8-sig"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         return _yaml_problem(where, err)
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
