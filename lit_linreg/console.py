@@ -25,21 +25,35 @@ def shown_path(path: str | Path | None) -> str:
         return str(path)
 
 
-def fixed_width(value: float, width: int, decimals: int) -> str:
-    """``value`` right-aligned in ``width`` characters with ``decimals`` decimals, or in scientific notation when the
-    fixed form would not fit (a diverging run's 1e30), so a table stays aligned whatever it holds."""
-    text = f"{value:{width}.{decimals}f}"
-    if len(text) <= width:
-        return text
-    for digits in range(max(0, width - 6), -1, -1):  # as many significant digits as fit
+SIGNIFICANT_DIGITS = 6  # a fixed-point number shows at most this many (or ``decimals`` decimals, when fewer)
+
+
+def fixed_width(value: float, width: int, decimals: int, small: float = 0.0) -> str:
+    """``value`` right-aligned in ``width`` characters: up to ``decimals`` decimals, fewer when the integer part needs
+    the room or when they would pass 6 significant digits (``0.312881``, ``70.6123``, ``2645.30``; ``2645.3`` in 6
+    characters). Scientific notation only from 1e6 in magnitude, below ``small`` (0 but for weights: a loss of 1e-9
+    reads ``0.000000``), or where nothing else fits, so a table stays aligned whatever it holds (a diverging 1e30)."""
+    value += 0.0  # -0.0 reads 0.0
+    if not (abs(value) >= 1e6 or 0 < abs(value) < small):
+        integer_digits = len(str(int(abs(value)))) if abs(value) >= 1 else 0  # nan: 0; inf took the other branch
+        for digits in range(min(decimals, max(0, SIGNIFICANT_DIGITS - integer_digits)), -1, -1):
+            text = f"{value:{width}.{digits}f}"
+            if len(text) <= width:
+                return text
+    for digits in range(max(0, width - 6), -1, -1):
         text = f"{value:{width}.{digits}e}"
         if len(text) <= width:
             return text
     return text  # -1e-300 in 6 characters: one character too wide, still readable
 
 
+def format_value(value: float, width: int = 6, decimals: int = 4) -> str:
+    """A weight or bias: 4 decimals (``0.6954``, ``-0.2000``), fewer when its integer part needs the room (``70.612``),
+    scientific only from 1e6 or below 1e-4 in magnitude (``3e-05``); ``width`` characters, plus one for a minus sign."""
+    return fixed_width(value, width + (value < 0), decimals, small=1e-4)
+
+
 def format_weight(weight: Tensor) -> str:
-    """A weight or bias with 4 decimals (``0.6954``, ``-0.2000``), or a list of them for several features; a value
-    too large for that (a diverging run's) in scientific notation."""
-    values = [fixed_width(w, 7 if w < 0 else 6, 4) for w in weight.reshape(-1).tolist()]
+    """A weight or bias (:func:`format_value`), or a list of them for several features."""
+    values = [format_value(w) for w in weight.reshape(-1).tolist()]
     return values[0] if len(values) == 1 else "[" + ", ".join(v.strip() for v in values) + "]"

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from lit_linreg.analysis.baselines import (
-    SUBSAMPLE_ABOVE,
     LinearFit,
     least_absolute_deviations,
     ordinary_least_squares,
@@ -85,7 +84,7 @@ def test_lad_on_data_too_large_for_brute_force_meets_the_optimality_conditions()
     """0 is a subgradient: sum sign(r_i)·a_i over the rows with r_i != 0 equals -sum u_i·a_i over the exact rows,
     for some u_i in [-1, 1] (checked with numpy, from the residuals alone)."""
     generator = torch.Generator().manual_seed(1)
-    rows = 2 * SUBSAMPLE_ABOVE  # also exercises the start from a subsample's optimum
+    rows = 100_000  # also exercises the start from a sample's fit
     x = torch.rand(rows, 2, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 100.0], dtype=torch.float64)
     y = x @ torch.tensor([0.7, 0.01], dtype=torch.float64) + 0.3
     y += 0.1 * torch.randn(rows, generator=generator, dtype=torch.float64)
@@ -130,3 +129,38 @@ def test_regression_errors() -> None:
     assert errors == pytest.approx({"mae": 0.25, "mse": 0.25, "r2": 1 - 1 / 26.75})
     constant = regression_errors(LinearFit(torch.tensor([0.0]), torch.tensor([1.0])), x, torch.ones(4, 1))
     assert constant["mae"] == 0 and np.isnan(constant["r2"])
+
+
+# NIST StRD's Longley data (employment against 6 collinear economic series, 1947-1962) and its certified OLS fit.
+LONGLEY = """TOTEMP,GNPDEFL,GNP,UNEMP,ARMED,POP,YEAR
+60323,83,234289,2356,1590,107608,1947
+61122,88.5,259426,2325,1456,108632,1948
+60171,88.2,258054,3682,1616,109773,1949
+61187,89.5,284599,3351,1650,110929,1950
+63221,96.2,328975,2099,3099,112075,1951
+63639,98.1,346999,1932,3594,113270,1952
+64989,99,365385,1870,3547,115094,1953
+63761,100,363112,3578,3350,116219,1954
+66019,101.2,397469,2904,3048,117388,1955
+67857,104.6,419180,2822,2857,118734,1956
+68169,108.4,442769,2936,2798,120445,1957
+66513,110.8,444546,4681,2637,121950,1958
+68655,112.6,482704,3813,2552,123366,1959
+69564,114.2,502601,3931,2514,125368,1960
+69331,115.7,518173,4806,2572,127852,1961
+70551,116.9,554894,4007,2827,130081,1962
+"""
+LONGLEY_CERTIFIED = [15.0618722713733, -0.0358191792925910, -2.02022980381683, -1.03322686717359]
+LONGLEY_CERTIFIED += [-0.0511041056535807, 1829.15146461355, -3482258.63459582]  # ... and the intercept
+
+
+def test_ols_reaches_nist_certified_values_on_longley() -> None:
+    table = torch.from_numpy(np.loadtxt(LONGLEY.splitlines()[1:], delimiter=","))
+    fit = ordinary_least_squares(table[:, 1:], table[:, 0])
+    np.testing.assert_allclose([*fit.weight.tolist(), fit.bias.item()], LONGLEY_CERTIFIED, rtol=1e-12, atol=0)
+    rounded = ordinary_least_squares(table[:, 1:].float(), table[:, 0].float())  # why the report fits float64 values
+    assert not np.allclose([*rounded.weight.tolist(), rounded.bias.item()], LONGLEY_CERTIFIED, rtol=1e-7, atol=0)
+    lad = least_absolute_deviations(table[:, 1:], table[:, 0])
+    assert l1(lad, table[:, 1:], table[:, 0]) == pytest.approx(brute_force_l1(table[:, 1:], table[:, 0]), rel=1e-11)
+    residual = table[:, 0] - table[:, 1:] @ lad.weight - lad.bias
+    assert int((residual.abs() < 1e-6).sum()) == 7  # a vertex: features + 1 rows fitted exactly, despite collinearity

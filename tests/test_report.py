@@ -11,6 +11,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_linreg.analysis.report import format_console, format_markdown, report_table
+from lit_linreg.console import fixed_width, format_value, format_weight
 from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.task import LinearRegressionTask
 
@@ -98,3 +100,63 @@ def test_csv_fit_test_predict_and_the_report(capsys: pytest.CaptureFixture[str])
     new_rows = torch.from_numpy(np.loadtxt("data/new_rows.csv", delimiter=",", skiprows=1)).float()
     expected = task(new_rows)[:, 0].detach()
     torch.testing.assert_close(torch.tensor([float(r["y_pred"]) for r in rows]), expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "six", "ten"),
+    [
+        (0.6954, "0.6954", "0.6954"),  # the tutorial's weights and biases: 4 decimals
+        (-0.2, "-0.2000", "-0.2000"),
+        (70.6123, "70.612", "70.6123"),  # significant digits first, then decimals
+        (2645.3, "2645.3", "2645.30"),
+        (-334.56712, "-334.57", "-334.567"),
+        (0.00031, "0.0003", "0.0003"),
+        (0.00003, "3e-05", "3.0000e-05"),  # below 1e-4: not 0.0000
+        (-0.00003, "-3e-05", "-3.0000e-05"),
+        (0.0, "0.0000", "0.0000"),
+        (-0.0, "0.0000", "0.0000"),
+        (1234567.0, "1e+06", "1.2346e+06"),  # from 1e6: scientific
+        (-3482258.6, "-3e+06", "-3.4823e+06"),
+    ],
+)
+def test_weights_read_as_numbers(value: float, six: str, ten: str) -> None:
+    assert format_value(value).strip() == six and format_value(value, 10).strip() == ten
+    assert len(format_value(value)) <= 6 + (value < 0) or "e" in six  # the table's column keeps its width
+
+
+def test_losses_keep_six_decimals_and_their_column() -> None:
+    assert [fixed_width(v, 10, 6) for v in (0.312881, 0.001977, 3e-9, 0.0)] == [
+        "  0.312881",
+        "  0.001977",
+        "  0.000000",  # a loss of 3e-9 is 0 to the table's 6 decimals
+        "  0.000000",
+    ]
+    assert [fixed_width(v, 10, 6).strip() for v in (2238.938578, 15313.3422, 3.1e7)] == [
+        "2238.94",
+        "15313.3",
+        "3.1000e+07",
+    ]
+    assert format_weight(torch.tensor([70.6123, -0.00003, 2645.3])) == "[70.612, -3e-05, 2645.3]"
+
+
+def _report(features: list[str]) -> dict:
+    errors = {"mae": 38.123456789, "mse": 2900.5, "r2": 0.5012}
+    model = {"weight": [0.5 + i for i in range(len(features))], "bias": 152.13, "train": errors, "test": errors}
+    return {"features": features, "models": {"learned": model, "true": None, "ols": model, "lad": model}}
+
+
+def test_the_table_names_the_weights() -> None:
+    header, rows = report_table(_report(["x"]))  # the synthetic data: the tutorial's header
+    assert header == ["model", "weight", "bias", "train L1", "test L1", "test MSE", "test R²"]
+    assert rows[0] == ["learned", "0.5000", "152.130", "38.1235", "38.1235", "2900.50", "0.5012"]
+    assert [row[0] for row in rows] == ["learned", "OLS", "LAD"]
+    assert report_table(_report(["income"]))[0][1] == "weight[income]"
+    names = ["age", "sex[M]", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    for features in (names[:3], names):  # a row per weight, the bias and each error; a column per model
+        header, rows = report_table(_report(features))
+        assert header == ["", "learned", "OLS", "LAD"]
+        assert [row[0] for row in rows] == [*features, "bias", "train L1", "test L1", "test MSE", "test R²"]
+        assert rows[1] == ["sex[M]", "1.5000", "1.5000", "1.5000"] and rows[-1][1:] == ["0.5012"] * 3
+    console = format_console(header, rows).splitlines()
+    assert console[1] == "age      |  0.5000 |  0.5000 |  0.5000" and len({len(line) for line in console}) == 1
+    assert format_markdown(header, rows).splitlines()[1] == "| --- | --- | --- | --- |"

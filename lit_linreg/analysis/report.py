@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from lit_linreg.analysis.baselines import (
@@ -16,10 +15,12 @@ from lit_linreg.analysis.baselines import (
     ordinary_least_squares,
     regression_errors,
 )
-from lit_linreg.console import format_weight
+from lit_linreg.console import fixed_width, format_value
+from lit_linreg.data import default_feature_names
 
 MAX_BASELINE_ROWS = 200_000  # larger training splits: OLS and LAD are fitted on evenly spaced rows, at most this many
 MODEL_LABELS = {"learned": "learned", "true": "true", "ols": "OLS", "lad": "LAD"}
+ERRORS = (("train", "mae"), ("test", "mae"), ("test", "mse"))  # the table's error columns, beside test R²
 
 
 def build_report(learned: LinearFit, truth: LinearFit | None, splits: dict[str, tuple[Tensor, Tensor]]) -> dict:
@@ -65,23 +66,31 @@ def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
 
 
 def report_table(report: dict) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of the report's table (one row per known model)."""
-    header = ["model", "weight", "bias", "train L1", "test L1", "test MSE", "test R²"]
-    rows = []
-    for name, model in report["models"].items():
-        if model is None:
-            continue
-        numbers = [model["train"]["mae"], model["test"]["mae"], model["test"]["mse"]]
-        rows.append(
-            [
-                MODEL_LABELS[name],
-                format_weight(torch.tensor(model["weight"])),
-                f"{model['bias']:.4f}",
-                *(f"{v:.6f}" for v in numbers),
-                "-" if model["test"]["r2"] is None else f"{model['test']['r2']:.4f}",
-            ]
-        )
-    return header, rows
+    """The header and rows of the report's table, its weights labelled by the report's ``features``.
+
+    One feature: a row per model, ``model | weight | bias | train L1 | ...`` (``weight[name]`` for a named feature,
+    ``weight`` for the synthetic ``x``). Several: a row per weight, the bias and each error, and a column per model,
+    the way statistics packages print coefficients, so that 10 features read as easily as 2.
+    """
+    models = {MODEL_LABELS[name]: model for name, model in report["models"].items() if model is not None}
+    count = len(next(iter(models.values()))["weight"])
+    names = report.get("features") or default_feature_names(count)
+    columns = {label: _cells(model) for label, model in models.items()}
+    errors = ["train L1", "test L1", "test MSE", "test R²"]
+    if count == 1:
+        weight = "weight" if names == ["x"] else f"weight[{names[0]}]"
+        return ["model", weight, "bias", *errors], [[label, *cells] for label, cells in columns.items()]
+    return ["", *columns], [[label, *cells] for label, *cells in zip([*names, "bias", *errors], *columns.values())]
+
+
+def _cells(model: dict) -> list[str]:
+    """A model's weights, bias (4 decimals) and errors (6 decimals; R², 4): fewer decimals for a large number."""
+    r2 = model["test"]["r2"]
+    return [
+        *(format_value(w, 10).strip() for w in [*model["weight"], model["bias"]]),
+        *(fixed_width(model[split][metric], 10, 6).strip() for split, metric in ERRORS),
+        "-" if r2 is None else fixed_width(r2, 10, 4).strip(),
+    ]
 
 
 def format_console(header: list[str], rows: list[list[str]]) -> str:
