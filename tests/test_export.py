@@ -74,7 +74,7 @@ def test_onnx_of_a_standardised_csv_model_takes_raw_rows(
     written, difference = export(capsys, "--ckpt_path", "last", "--config", str(CONFIGS / "csv_example.yaml"))
     assert written == ckpt.with_name("last.onnx").relative_to(ckpt.parents[3]) and difference <= 1e-6
     task, _ = load_for_inference(str(ckpt))
-    assert task.standardize
+    assert task.hparams["standardize"]
     x = torch.tensor([[0.5, 5.0, -10.0], [0.1, 9.0, 40.0]])
     assert (run_file(written, "onnx", x) - task(x)).abs().max().item() <= 1e-6
 

@@ -82,6 +82,8 @@ class RunReport(Callback):
                 datamodule.splits,
             ),
         }
+        if stage == "fit" and report["models"].get("learned"):
+            report["convergence"] = convergence(report["models"], datamodule.splits["train"][1])
         header, rows = report_table(report)
         fitted, train = report["rows"]["baseline_fit"], report["rows"]["train"]
         sample = "" if fitted == train else f" (every {math.ceil(train / fitted)}th of the {train:,})"
@@ -98,6 +100,14 @@ class RunReport(Callback):
         target = Path(directory or log_dir or trainer.default_root_dir) / "report.json"
         self.path = atomic_write(target, lambda file: file.write(text.encode()))
         pl_module.print(f"report: {shown_path(self.path)}")
+        verdict = report.get("convergence")
+        if verdict and not verdict["converged"]:
+            pl_module.print(
+                f"warning: training stopped at {verdict['ratio'] or math.inf:.3g}x the lowest train L1 a line reaches (learned "
+                f"{verdict['learned_train_l1']:.6g}, exact LAD {verdict['lad_train_l1']:.6g}): model.lr is likely too "
+                f"small or too large for the target's scale, or the epochs too few; find a good lr with lit-linreg "
+                f'lr-sweep --config <this config> --lrs "[0.01, 0.1, 1]", or add --trainer.max_epochs'
+            )
         models = report["models"]
         return {
             f"baseline/{m}_{split}_mae": models[m][split]["mae"] for m in ("lad", "ols") for split in ("train", "test")
@@ -117,6 +127,24 @@ class RunReport(Callback):
                 logger.log_hyperparams(settings, metrics)
             else:
                 logger.log_hyperparams(settings)
+
+
+CONVERGED = 0.02  # a fit converged when its train L1 is within 2 % of the exact LAD's (+ 2 % of y's spread)
+
+
+def convergence(models: dict[str, Any], y: Tensor) -> dict[str, Any]:
+    """Did training reach the optimum of its own loss? The learned train L1 against exact LAD's, the lowest a line
+    reaches; within ``CONVERGED`` of it, plus that fraction of y's mean absolute deviation (data on an exact line
+    have LAD's L1 0)."""
+    learned, lad = models["learned"]["train"]["mae"], models["lad"]["train"]["mae"]
+    spread = float((y.double() - y.double().median()).abs().mean())
+    return {
+        "learned_train_l1": learned,
+        "lad_train_l1": lad,
+        "ratio": learned / lad if lad > 0 else None,  # JSON has no infinity
+        "tolerance": CONVERGED,
+        "converged": learned <= (1 + CONVERGED) * lad + CONVERGED * spread,
+    }
 
 
 def run_settings(trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> dict[str, Any]:
