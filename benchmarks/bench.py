@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import lightning
@@ -168,6 +170,28 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
     )
 
 
+def startup_section(repeats: int, also: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Wall seconds of fresh processes: lit-linreg's start-up against importing Lightning (and ``also``, e.g. another
+    checkout's ``lit-linreg --help``)."""
+    print(f"\n4. Start-up: a fresh process each, median of {repeats}")
+    lit_linreg = str(Path(sys.executable).with_name("lit-linreg"))  # the console script beside this interpreter
+    lightning_import = 'python -c "import lightning.pytorch"'
+    commands = {
+        "lit-linreg --help": [lit_linreg, "--help"],
+        "lit-linreg fit --help": [lit_linreg, "fit", "--help"],
+        lightning_import: [sys.executable, "-c", "import lightning.pytorch"],
+        **(also or {}),
+    }
+    runs = {
+        name: functools.partial(subprocess.run, args, capture_output=True, check=True)
+        for name, args in commands.items()
+    }
+    results = interleaved(runs, repeats)
+    print(f"   {'command':<44} {'seconds':>8} {'/ import lightning.pytorch':>27}")
+    for name, (seconds, _) in results.items():
+        print(f"   {name:<44} {seconds:8.3f} {seconds / results[lightning_import][0]:27.2f}")
+
+
 def _coefficients(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return model.coefficients() if hasattr(model, "coefficients") else model.model.coefficients()
 
@@ -197,6 +221,7 @@ def main() -> None:
     tutorial_section(args.repeats)
     if not args.skip_scale:
         scale_section(args.rows, args.batch_size, args.dataloader_batches, args.repeats)
+    startup_section(args.repeats)
 
 
 if __name__ == "__main__":

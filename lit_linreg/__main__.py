@@ -1,5 +1,5 @@
 """``python -m lit_linreg`` is the same as ``lit-linreg``."""
 
-from lit_linreg.cli import main
+from lit_linreg.launch import main
 
 main()

@@ -9,10 +9,7 @@ import errno
 import importlib
 import json
 import logging
-import os
-import shutil
 import sys
-import textwrap
 import warnings
 from argparse import ArgumentError, RawDescriptionHelpFormatter
 from pathlib import Path
@@ -34,24 +31,13 @@ from lit_linreg.callbacks import (
 )
 from lit_linreg.data import RegressionDataModule, Seed, SyntheticRegressionData
 from lit_linreg.errors import UserError, one_line, require
+from lit_linreg.launch import COMMANDS, description, fail, top_level, traceback_wanted
 from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
 from lit_linreg.storage.config_files import check_config_files
 from lit_linreg.storage.files import STORAGE_FIXES, shown_path, storage_error
 from lit_linreg.storage.runs import CHECKPOINT_ALIASES, RunFolders, checkpoint_dir, find_checkpoint, run_name
 from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
 from lit_linreg.yaml_limits import load_yaml
-
-# The commands beside LightningCLI's: name -> ("module:function", help). Each function takes the remaining argv.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
-    "lr-sweep": ("lit_linreg.cli:lr_sweep", "train once per learning rate, compare the runs"),
-    "make-data": (
-        "lit_linreg.datasets.csv:make_data_main",
-        "write an example CSV (x1, x2, x3 -> y) and rows to predict",
-    ),
-    "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
-    "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
-}
 
 # The options that are groups of options, each set in a config file by a mapping (True: or by a class path).
 CONFIG_SECTIONS = {
@@ -362,14 +348,15 @@ def as_user_error(error: BaseException, command: str = "") -> UserError | None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``lit-linreg``: ``main(["fit", "--config", "configs/base.yaml"])`` runs in-process.
+    """``lit-linreg`` once started (:func:`lit_linreg.launch.main` hands over here): ``main(["fit", "--config",
+    "configs/base.yaml"])`` runs in-process.
 
     A problem the user can fix ends as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``, and
     exit status 2 (130 after Ctrl-C); a command line that does not parse prints LightningCLI's usage and error lines.
     ``--verbose`` anywhere on the command line, or ``LIT_LINREG_VERBOSE=1``, shows the full traceback instead.
     """
     argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
-    verbose = "--verbose" in argv or os.environ.get("LIT_LINREG_VERBOSE", "") not in ("", "0")
+    verbose = traceback_wanted(argv)
     argv = [a for a in argv if a != "--verbose"]
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
@@ -383,17 +370,11 @@ def main(args: list[str] | None = None) -> None:
             for resumed in (r"Checkpoint directory .* exists and is not empty", r"The dirpath has changed from"):
                 warnings.filterwarnings("ignore", message=resumed)  # a resume, in its folder or the next version
         set_loader("yaml", load_yaml, exceptions=(yaml.YAMLError,))  # config files and values, read with limits
-        if argv and argv[0] in COMMANDS:
+        top_level(argv)
+        if argv[0] in COMMANDS:
             module, _, function = COMMANDS[argv[0]][0].partition(":")
             getattr(importlib.import_module(module), function)(argv[1:])
             return
-        commands = [*LightningCLI.subcommands(), *COMMANDS]
-        if not argv or not (argv[0] in commands or argv[0].startswith("-")):
-            given = f"unknown command {argv[0]!r}" if argv else "no command given"
-            raise UserError(
-                f"{given}: start with one of {', '.join(commands)}, e.g. lit-linreg fit --config configs/base.yaml "
-                f"(lit-linreg --help describes each)"
-            )
         LitLinregCLI(
             args=argv,
             parser_kwargs={
@@ -408,8 +389,7 @@ def main(args: list[str] | None = None) -> None:
         error = None if verbose or isinstance(err, SystemExit) else as_user_error(err, command)
         if error is None:
             raise
-        print(f"lit-linreg: error: {one_line(str(error))}", file=sys.stderr, flush=True)
-        raise SystemExit(error.exit_code) from None
+        fail(error)
     finally:
         caught.__exit__(None, None, None)
         for logger, level in zip(loggers, levels):
@@ -418,20 +398,6 @@ def main(args: list[str] | None = None) -> None:
 
 class HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """jsonargparse's help, with the description printed as written: one command a line."""
-
-
-def description() -> str:
-    intro = (
-        "lit-linreg: the PyTorch linear-regression workflow as a Lightning project. Train with `lit-linreg fit "
-        "--config configs/base.yaml`; `lit-linreg <command> --help` lists every option; --verbose anywhere shows an "
-        "error's full traceback."
-    )
-    width = shutil.get_terminal_size().columns - 2
-    lines = [textwrap.fill(intro, width), "More commands (each with --help):"]
-    for name, (_, help) in COMMANDS.items():
-        command = f"  lit-linreg {name:<10} "
-        lines.append(textwrap.fill(command + help, width, subsequent_indent=" " * len(command)))
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

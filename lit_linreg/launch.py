@@ -1,0 +1,130 @@
+"""Start-up: the ``lit-linreg`` command's entry point, light enough to answer at once.
+
+``lit-linreg --help`` and a missing or unknown command are answered here, without torch or Lightning (seconds to
+import); every other command goes to :func:`lit_linreg.cli.main`. Until then, Ctrl-C or SIGTERM ends the start-up in
+one line (exit status 130 or 143). The command table and the top-level help live here, and :mod:`lit_linreg.cli` uses
+them too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import NoReturn
+
+from lit_linreg.errors import UserError, one_line
+
+# LightningCLI's commands (``LitLinregCLI.subcommands()``): name -> help.
+TRAINER_COMMANDS = {
+    "fit": "train a model: its checkpoints, figures and report go to the run's folders",
+    "validate": "evaluate a trained model (--ckpt_path) on the validation split",
+    "test": "evaluate a trained model (--ckpt_path) on the test split",
+    "predict": "write a trained model's (--ckpt_path) predictions to predictions.csv",
+}
+
+# The commands beside LightningCLI's: name -> ("module:function", help). Each function takes the remaining argv.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
+    "lr-sweep": ("lit_linreg.cli:lr_sweep", "train once per learning rate, compare the runs"),
+    "make-data": (
+        "lit_linreg.datasets.csv:make_data_main",
+        "write an example CSV (x1, x2, x3 -> y) and rows to predict",
+    ),
+    "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
+    "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
+}
+
+# What a signal during start-up prints, after ``lit-linreg: error: ``; the exit status is 128 + its number.
+SIGNALS = {signal.SIGINT: "interrupted by Ctrl-C", signal.SIGTERM: "stopped by SIGTERM"}
+
+
+class Stopped(BaseException):
+    """A signal during start-up: not an ``Exception``, so that no ``except Exception`` in an import swallows it."""
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of ``lit-linreg`` and ``python -m lit_linreg``, in the main thread: :func:`top_level`, else
+    :func:`lit_linreg.cli.main`, imported with Ctrl-C and SIGTERM ending the start-up in one line.
+
+    The previous signal handlers are back before ``lit_linreg.cli.main`` runs: it turns Ctrl-C into one line itself,
+    and a fit's ``GracefulInterrupt`` handles both signals while it trains.
+    """
+    argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    previous = {number: signal.getsignal(number) for number in SIGNALS}
+    for number, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # what the shell has us ignore (a background job's Ctrl-C) stays ignored
+            signal.signal(number, _stop)
+    try:
+        if not traceback_wanted(argv):  # else lit_linreg.cli.main shows even a mistyped command's traceback
+            top_level(argv)
+        from lit_linreg.cli import main as run
+    except UserError as error:
+        fail(error)
+    except Stopped as stopped:
+        number = signal.Signals(stopped.args[0])
+        fail(UserError(SIGNALS[number], exit_code=128 + number))
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    run(argv)
+
+
+def _stop(number: int, frame: FrameType | None) -> NoReturn:
+    raise Stopped(number)
+
+
+def top_level(argv: Sequence[str]) -> None:
+    """What needs no command: print the top-level help and exit (``-h``/``--help`` first), or raise
+    :class:`UserError` for a missing or unknown command. Returns for anything else."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: lit-linreg <command> [options]\n\n{description(all_commands=True)}")
+        raise SystemExit(0)
+    commands = [*TRAINER_COMMANDS, *COMMANDS]
+    if not argv or not (argv[0] in commands or argv[0].startswith("-")):
+        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        raise UserError(
+            f"{given}: start with one of {', '.join(commands)}, e.g. lit-linreg fit --config configs/base.yaml "
+            f"(lit-linreg --help describes each)"
+        )
+
+
+def traceback_wanted(argv: Sequence[str]) -> bool:
+    """``--verbose`` anywhere on the command line, or ``LIT_LINREG_VERBOSE`` set (but not to 0)."""
+    return "--verbose" in argv or os.environ.get("LIT_LINREG_VERBOSE", "") not in ("", "0")
+
+
+def fail(error: UserError) -> NoReturn:
+    """Print ``error`` as the one line ``lit-linreg: error: ...`` on stderr and exit with its status."""
+    print(f"lit-linreg: error: {one_line(str(error))}", file=sys.stderr, flush=True)
+    raise SystemExit(error.exit_code) from None
+
+
+def description(all_commands: bool = False) -> str:
+    """What lit-linreg is, then its commands beside LightningCLI's, whose help lists fit, validate, test and predict
+    itself (``all_commands``: those too, first, for ``lit-linreg --help``)."""
+    intro = (
+        "lit-linreg: the PyTorch linear-regression workflow as a Lightning project. Train with `lit-linreg fit "
+        "--config configs/base.yaml`; `lit-linreg <command> --help` lists every option; --verbose anywhere shows an "
+        "error's full traceback."
+    )
+    lists = {"Commands (each with --help):": TRAINER_COMMANDS} if all_commands else {}
+    lists["More commands (each with --help):"] = {name: help for name, (_, help) in COMMANDS.items()}
+    return "\n".join([textwrap.fill(intro, _width()), *(_command_list(*item) for item in lists.items())])
+
+
+def _command_list(title: str, commands: Mapping[str, str]) -> str:
+    """``title``, then one ``lit-linreg <name>  <help>`` entry per command, wrapped to the terminal."""
+    lines = [title]
+    for name, help in commands.items():
+        command = f"  lit-linreg {name:<10} "
+        lines.append(textwrap.fill(command + help, _width(), subsequent_indent=" " * len(command)))
+    return "\n".join(lines)
+
+
+def _width() -> int:
+    return shutil.get_terminal_size().columns - 2
