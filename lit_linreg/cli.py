@@ -9,6 +9,7 @@ import errno
 import importlib
 import json
 import logging
+import signal
 import sys
 import warnings
 from argparse import ArgumentError, RawDescriptionHelpFormatter
@@ -361,8 +362,11 @@ def main(args: list[str] | None = None) -> None:
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     caught = warnings.catch_warnings()
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         caught.__enter__()
+        if sigterm == signal.SIG_DFL:  # one line, not a silent death (a fit's GracefulInterrupt takes over in training)
+            signal.signal(signal.SIGTERM, _stopped_by_sigterm)
         if not verbose:  # for this command only: Lightning's info lines (the hardware, the seed, a tip) and a
             for logger in loggers:  # deprecation inside Lightning 2.6 on torch 2.13 that no user can act on
                 logger.setLevel(logging.WARNING)
@@ -391,9 +395,15 @@ def main(args: list[str] | None = None) -> None:
             raise
         fail(error)
     finally:
+        if sigterm == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, sigterm)
         caught.__exit__(None, None, None)
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def _stopped_by_sigterm(signum: int, frame: object) -> None:
+    raise UserError("stopped by SIGTERM", exit_code=143)
 
 
 class HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):

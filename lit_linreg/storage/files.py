@@ -7,10 +7,12 @@ import os
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from torch import Tensor
+
+if TYPE_CHECKING:  # a type hint only: `lit-linreg theory` imports this module without torch
+    from torch import Tensor
 
 from lit_linreg.errors import UserError
 
