@@ -104,9 +104,10 @@ class RunReport(Callback):
         if verdict and not verdict["converged"]:
             pl_module.print(
                 f"warning: training stopped at {verdict['ratio'] or math.inf:.3g}x the lowest train L1 a line "
-                f"reaches (learned {verdict['learned_train_l1']:.6g}, exact LAD {verdict['lad_train_l1']:.6g}): model.lr is likely too "
-                f"small or too large for the target's scale, or the epochs too few; find a good lr with lit-linreg "
-                f'lr-sweep --config <this config> --lrs "[0.01, 0.1, 1]", or add --trainer.max_epochs'
+                f"reaches (learned {verdict['learned_train_l1']:.6g}, exact LAD {verdict['lad_train_l1']:.6g}): "
+                f"model.lr is likely too small or too large for the target's scale, or the epochs too few; find a "
+                f'good lr with lit-linreg lr-sweep --config <this config> --lrs "[0.01, 0.1, 1]", or add '
+                f"--trainer.max_epochs"
             )
         models = report["models"]
         return {
