@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from jsonargparse import DefaultHelpFormatter, Namespace, set_loader
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from lit_linreg.callbacks import (
@@ -248,7 +248,7 @@ class LitLinregCLI(LightningCLI):
         self.folders = RunFolders(self.root_dir, self.run_name, cfg.get("ckpt_path"), logger=default_logger)
         trainer_init = self._subcommand_config(self.config_init).trainer
         kwargs["plugins"] = [*_as_list(trainer_init.get("plugins")), AtomicCheckpointIO()]
-        stage_callbacks = {"fit": [self.interrupt], "predict": [PredictionWriter()]}
+        stage_callbacks: dict[str, list[Callback]] = {"fit": [self.interrupt], "predict": [PredictionWriter()]}
         kwargs["callbacks"] = [
             self.folders,
             *_as_list(trainer_init.get("callbacks")),

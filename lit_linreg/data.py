@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import lightning as L
 import torch
@@ -22,10 +22,18 @@ MAX_ROWS = 500_000_000
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # Option types that jsonargparse checks where a value enters (command line, config file, checkpoint): a number the
 # model's float32 arithmetic can hold, a positive one, and a seed that torch's generators accept.
-Float32 = restricted_number_type("Float32", float, [(">=", -FLOAT32_MAX), ("<=", FLOAT32_MAX)], join="and")
-PositiveFloat32 = restricted_number_type("PositiveFloat32", float, [(">", 0), ("<=", FLOAT32_MAX)], join="and")
-NonNegativeFloat32 = restricted_number_type("NonNegativeFloat32", float, [(">=", 0), ("<=", FLOAT32_MAX)], join="and")
-Seed = restricted_number_type("Seed", int, [(">=", 0), ("<", 2**32)], join="and")
+if TYPE_CHECKING:  # to a type checker, plain numbers
+    Float32 = float
+    PositiveFloat32 = float
+    NonNegativeFloat32 = float
+    Seed = int
+else:
+    Float32 = restricted_number_type("Float32", float, [(">=", -FLOAT32_MAX), ("<=", FLOAT32_MAX)], join="and")
+    PositiveFloat32 = restricted_number_type("PositiveFloat32", float, [(">", 0), ("<=", FLOAT32_MAX)], join="and")
+    NonNegativeFloat32 = restricted_number_type(
+        "NonNegativeFloat32", float, [(">=", 0), ("<=", FLOAT32_MAX)], join="and"
+    )
+    Seed = restricted_number_type("Seed", int, [(">=", 0), ("<", 2**32)], join="and")
 
 
 class TensorBatches:

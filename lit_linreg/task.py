@@ -5,7 +5,7 @@ Run: lit-linreg fit --config configs/base.yaml
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -18,7 +18,10 @@ from lit_linreg.data import FLOAT32_MAX, PositiveFloat32, RegressionDataModule, 
 from lit_linreg.errors import UserError, require
 from lit_linreg.models import VARIANTS, Variant, build_model
 
-Features = restricted_number_type("Features", int, [(">", 0), ("<=", 100_000)], join="and")  # weights that fit memory
+if TYPE_CHECKING:
+    Features = int
+else:  # in_features: a weight vector that fits in memory
+    Features = restricted_number_type("Features", int, [(">", 0), ("<=", 100_000)], join="and")
 CHECKPOINT_KEY = "lit_linreg"  # lit-linreg's own entry in every checkpoint: {"format": ..., "data_class": ...}
 CHECKPOINT_FORMAT = 2  # 1: lit-linreg 0.1, whose checkpoints have no such entry
 

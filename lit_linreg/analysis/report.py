@@ -23,7 +23,7 @@ MODEL_LABELS = {"learned": "learned", "true": "true", "ols": "OLS", "lad": "LAD"
 ERRORS = (("train", "mae"), ("test", "mae"), ("test", "mse"))  # the table's error columns, beside test R²
 
 
-def build_report(learned: LinearFit, truth: LinearFit | None, splits: dict[str, tuple[Tensor, Tensor]]) -> dict:
+def build_report(learned: LinearFit | None, truth: LinearFit | None, splits: dict[str, tuple[Tensor, Tensor]]) -> dict:
     """The report's content: each model's parameters and its MAE/MSE/R² on the training and test splits (float64).
 
     OLS and LAD are fitted on the training split (on at most ``MAX_BASELINE_ROWS`` of its rows, evenly spaced).

@@ -70,14 +70,15 @@ class RunReport(Callback):
         datamodule = attached_datamodule(trainer)
         if not (self.baselines and trainer.is_global_zero and datamodule is not None and datamodule.splits):
             return {}
-        weight, bias = pl_module.coefficients() if hasattr(pl_module, "coefficients") else (None, None)
+        coefficients = getattr(pl_module, "coefficients", None)  # a linear model's (weight, bias)
+        learned = LinearFit(*coefficients()) if callable(coefficients) else None
         truth = datamodule.true_parameters()
         report = {
             "stage": stage,
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "features": datamodule.feature_names,
             **build_report(
-                None if weight is None else LinearFit(weight, bias),
+                learned,
                 None if truth is None else LinearFit(*truth),
                 datamodule.splits,
             ),

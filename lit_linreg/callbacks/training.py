@@ -160,7 +160,7 @@ class DivergenceGuard(Callback):
                 f"{trainer.ckpt_path}: {what} with model.lr={lr:g}; that checkpoint may itself hold a blown-up "
                 f"state, so resume from an earlier good checkpoint of the run or retrain without --ckpt_path"
             )
-        tutorial = TUTORIAL_LR.get(getattr(pl_module, "hparams", {}).get("variant"))
+        tutorial = TUTORIAL_LR.get(str(getattr(pl_module, "hparams", {}).get("variant")))
         fix = f"--model.lr {lr / 10:g}"
         if tutorial is not None and lr > 10 * tutorial:
             fix = f"--model.lr {tutorial:g} (the tutorial's)"

@@ -129,15 +129,17 @@ class RunFolders(Callback):
         stage = trainer.state.fn.value if trainer.state.fn else str(stage)  # "fit", "validate", "test", "predict"
         logs, checkpoints = self.root / "lightning_logs" / self.name, self.root / "checkpoints" / self.name
         resumed = Path(self.ckpt_path).resolve().parent if self.ckpt_path else None
-        in_run = resumed is not None and resumed.parent == checkpoints.resolve() and version_of(resumed) is not None
+        in_run = (
+            resumed if resumed and resumed.parent == checkpoints.resolve() and version_of(resumed) is not None else None
+        )
         own = [c for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", "") is None]  # no dirpath of their own
         folder: str | None = None
         if trainer.is_global_zero:
             if stage == "fit" and in_run and Path(self.ckpt_path or "").name == "last.ckpt":
-                folder = str(checkpoints / resumed.name)  # type: ignore[union-attr]  # its newest state: go on there
+                folder = str(checkpoints / in_run.name)  # its newest state: go on there
             else:
-                parent = (checkpoints if own else logs) if stage == "fit" else logs / resumed.name if in_run else logs
-                claimed = claim(parent, "version_" if stage == "fit" else f"{stage}_", logs)  # type: ignore[union-attr]
+                parent = (checkpoints if own else logs) if stage == "fit" else logs / in_run.name if in_run else logs
+                claimed = claim(parent, "version_" if stage == "fit" else f"{stage}_", logs)
                 self._created = [claimed]
                 folder = str(claimed)
         folder = trainer.strategy.broadcast(folder)
@@ -146,9 +148,8 @@ class RunFolders(Callback):
             self.log_dir = logs / Path(folder).name
             for callback in own:
                 callback.dirpath = folder  # type: ignore[attr-defined]
-            self.checkpoint_dir = Path(
-                next((getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks), folder)
-            )
+            dirpaths = [getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks]
+            self.checkpoint_dir = Path(next(filter(None, dirpaths), folder))
             if trainer.is_global_zero:
                 self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 self._lock = lock(self.checkpoint_dir)
