@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import lightning as L
 import torch
@@ -22,7 +22,10 @@ MAX_ROWS = 500_000_000
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # Option types that jsonargparse checks where a value enters (command line, config file, checkpoint): a number the
 # model's float32 arithmetic can hold, a positive one, and a seed that torch's generators accept.
-if TYPE_CHECKING:  # to a type checker, plain numbers
+# To a type checker these are plain numbers (pyproject.toml's mypy `always_true`); not `if TYPE_CHECKING:`, whose
+# blocks jsonargparse reads too, and would then check nothing.
+STATIC_TYPING = False
+if STATIC_TYPING:
     Float32 = float
     PositiveFloat32 = float
     NonNegativeFloat32 = float

@@ -5,7 +5,7 @@ Run: lit-linreg fit --config configs/base.yaml
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import torch
@@ -14,11 +14,11 @@ from jsonargparse.typing import restricted_number_type
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from lit_linreg.data import FLOAT32_MAX, PositiveFloat32, RegressionDataModule, attached_datamodule
+from lit_linreg.data import FLOAT32_MAX, STATIC_TYPING, PositiveFloat32, RegressionDataModule, attached_datamodule
 from lit_linreg.errors import UserError, require
 from lit_linreg.models import VARIANTS, Variant, build_model
 
-if TYPE_CHECKING:
+if STATIC_TYPING:  # see lit_linreg.data
     Features = int
 else:  # in_features: a weight vector that fits in memory
     Features = restricted_number_type("Features", int, [(">", 0), ("<=", 100_000)], join="and")

@@ -161,12 +161,18 @@ class FigureWriter(LossHistory):
                     for name, (epochs, losses) in curves.items()
                 }
                 every = "every step" if self.every_n_steps == 1 else f"every {self.every_n_steps:,} steps"
-                title = f"Loss per epoch, and {every}\n{model}"
+                title = f"Loss per epoch, and {every}"
                 lines = {f"train loss ({every})": steps}
             else:
-                title, lines = f"Loss per epoch\n{model}", {}
-            panel = LossPanel(title, curves, lines=lines)
-            self._write(trainer, "4_loss_curves", loss_figure([panel], ylabel="L1 loss (MAE)"))
+                title, lines = "Loss per epoch", {}
+            epochs = next(iter(curves.values()))[0] if curves else steps[0]
+            if trainer.ckpt_path is not None and len(epochs):  # a resumed fit: its own epochs only
+                title += f", epochs {int(epochs.min()):,} to {int(epochs.max()):,} (resumed)"
+            panel = LossPanel(f"{title}\n{model}", curves, lines=lines)
+            # A log axis: the loss falls by orders of magnitude, and the two states it alternates between once
+            # converged (the tutorial's last 150 epochs) stay visible instead of a flat line at 0.
+            figure = loss_figure([panel], ylabel="L1 loss (MAE), log scale", log_scale=True)
+            self._write(trainer, "4_loss_curves", figure)
         self._announce(pl_module)
 
     # test
