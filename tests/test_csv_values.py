@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from lit_linreg.analysis.baselines import ordinary_least_squares
 from lit_linreg.datasets.csv import CSVRegressionData, make_data
 from lit_linreg.errors import UserError
 
 from .bad_inputs import error_line
 from .helpers import run
+from .test_baselines import LONGLEY
 
 
 def write(name: str, text: str) -> str:
@@ -223,6 +226,19 @@ def test_the_file_values_are_kept_in_float64_for_the_exact_baselines() -> None:
         assert torch.equal(exact[name][1].float(), y)
     expected = {float(line.split(",")[0]) for line in rows}
     assert set(exact["train"][0][:, 0].tolist()) <= expected  # the file's numbers, exactly
+
+
+def test_the_exact_baselines_fit_the_files_values_not_their_float32_rounding() -> None:
+    data = CSVRegressionData(write("longley.csv", LONGLEY), target="TOTEMP", train_split=0.75)  # 12 training rows
+    data.setup("fit")
+    exact, rounded = (
+        ordinary_least_squares(*data.exact_splits()["train"]),
+        ordinary_least_squares(*data.splits["train"]),
+    )
+    a = np.loadtxt(LONGLEY.splitlines()[1:13], delimiter=",")  # the same rows, parsed by numpy
+    expected = np.linalg.lstsq(np.column_stack([a[:, 1:], np.ones(12)]), a[:, 0], rcond=None)[0]
+    np.testing.assert_allclose([*exact.weight.tolist(), exact.bias.item()], expected, rtol=1e-9)
+    assert not np.allclose([*rounded.weight.tolist(), rounded.bias.item()], expected, rtol=1e-6)
 
 
 def test_whitespace_bom_and_quotes_around_missing_and_categories(capsys: pytest.CaptureFixture[str]) -> None:
