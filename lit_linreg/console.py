@@ -57,3 +57,9 @@ def format_weight(weight: Tensor) -> str:
     """A weight or bias (:func:`format_value`), or a list of them for several features."""
     values = [format_value(w) for w in weight.reshape(-1).tolist()]
     return values[0] if len(values) == 1 else "[" + ", ".join(v.strip() for v in values) + "]"
+
+
+def shortest_text(values: Tensor) -> list[str]:
+    """Each value of a 1-D tensor as the shortest text that reads back as the same number in its dtype: float32's
+    24.3 is ``24.3`` (``%.9g`` writes ``24.2999992``), so a file's values are written as the file wrote them."""
+    return [str(value) for value in values.detach().cpu().numpy()]  # numpy's str of a scalar is its shortest form

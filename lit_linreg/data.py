@@ -173,6 +173,19 @@ class RegressionDataModule(L.LightningDataModule):
         std = y.std(dim=0, unbiased=False)
         return y.mean(dim=0).float(), torch.where(std > 0, std, 1.0).float()
 
+    def exact_rows(self) -> tuple[Tensor, Tensor] | None:
+        """All rows in float64 as the source holds them (a CSV file's values), for the exact baselines; None: the
+        float32 rows are the data."""
+        return None
+
+    def exact_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """The splits in float64 on the CPU, for the exact baselines: :meth:`exact_rows` split as the float32 rows
+        are, or the float32 splits themselves (call after ``setup``)."""
+        rows = self.exact_rows()
+        if rows is None:
+            return {name: (x.cpu().double(), y.cpu().double()) for name, (x, y) in self.splits.items()}
+        return self._split(*rows)
+
     # Shared machinery.
     def split_sizes(self, rows: int) -> tuple[int, int, int]:
         """(train, val, test) row counts for ``rows`` rows; val is 0 when validation reuses the test split."""

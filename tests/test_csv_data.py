@@ -23,10 +23,13 @@ def write(name: str, text: str | bytes) -> str:
     return name
 
 
-def test_reads_the_target_and_every_other_numeric_column() -> None:
+def test_reads_the_target_and_every_other_numeric_column(capsys: pytest.CaptureFixture[str]) -> None:
     text = '\ufeffid,x1,"x 2",y\n"a, b",1,2,3\n\nc,4,"5",6\n' + "".join(f"r{i},{i},0.5,{i}e-1\n" for i in range(8))
-    with pytest.warns(UserWarning, match="not numeric in line 2, so not used as features: id"):
-        data = CSVRegressionData(write("table.csv", text), target="y")
+    data = CSVRegressionData(write("table.csv", text), target="y")
+    assert capsys.readouterr().out == (
+        "warning: table.csv: not used as features: id (text); to one-hot encode a text column, name it in "
+        "data.categorical\n"
+    )
     assert data.feature_names == ["x1", "x 2"] and data.num_features == 2
     x, y = data.build_rows()
     assert x.dtype == y.dtype == torch.float32 and x.shape == (10, 2) and y.shape == (10, 1)
@@ -123,11 +126,11 @@ BAD_FILES = [
     ("x1,x2,z\n1,2,3\n", {}, "t.csv has no column 'y' (columns: x1, x2, z); set data.target"),
     (GOOD, {"features": ["x1", "x9"]}, "data.features names ['x9'] that t.csv lacks (columns: x1, x2, y)"),
     (GOOD, {"features": ["x1", "y"]}, "data.features must not include the target column 'y'"),
-    ("name,y\na,1\nb,2\n", {}, "t.csv has no numeric feature column besides the target 'y'"),
+    ("name,y\na,1\nb,2\n", {}, "t.csv has no feature column of numbers besides the target 'y'; name a text column"),
     ("x1,x2,y\n1,2,3\n4,abc,6\n", {}, "t.csv line 3, column 'x2': 'abc' is not a number"),
-    ("x1,y\n1,n/a\n2,3\n", {}, "t.csv line 2, column 'y': 'n/a' is not a number"),
-    ("x1,x2,y\n1,2,3\n\n4,,6\n", {}, "t.csv line 4, column 'x2' is empty (a missing value)"),
-    ("x1,y\n1,2\n3,nan\n", {}, "t.csv line 3, column 'y': 'nan' is not a finite number"),
+    ("x1,y\n1,n/a\n2,3\n", {}, "t.csv line 2, column 'y' is missing (empty, NA or NaN); fill or remove the row, or"),
+    ("x1,x2,y\n1,2,3\n\n4,,6\n", {}, "t.csv line 4, column 'x2' is missing (empty, NA or NaN)"),
+    ("x1,y\n1,2\n3,nan\n", {}, "t.csv line 3, column 'y' is missing (empty, NA or NaN)"),
     ("x1,y\n1,2\n-inf,4\n", {}, "t.csv line 3, column 'x1': '-inf' is not a finite number"),
     ("x1,x2,y\n1,2,3\n4,5\n", {}, "t.csv line 3 has 2 values but the header names 3 columns"),
     ("id,x1,y\na,1,2\nb,3,4,5\n", {}, "t.csv line 3 has 4 values but the header names 3 columns"),
@@ -159,7 +162,6 @@ BAD_FILES = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:t.csv. not numeric")
 @pytest.mark.parametrize(("text", "kwargs", "message"), BAD_FILES)
 def test_bad_csv_files_are_one_line_errors(text: str | bytes, kwargs: dict, message: str) -> None:
     kwargs = {"target": "y", "train_split": 0.5, **kwargs}

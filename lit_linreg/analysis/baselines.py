@@ -95,10 +95,11 @@ def _lad_lp(a: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
     HiGHS's interior point method ends with a crossover to a vertex, so ``p`` rows are fitted exactly, as by the simplex
     on the primal LP, min sum(weight·(u + v)) s.t. a·coef + u - v = y, u, v >= 0, which measured 20x slower."""
     bounds = np.column_stack([-weight, weight])
-    result = linprog(-y, A_eq=a.T, b_eq=np.zeros(a.shape[1]), bounds=bounds, method="highs-ipm", options=HIGHS_OPTIONS)
-    if result.status != 0:
-        raise RuntimeError(f"least_absolute_deviations: HiGHS stopped: {result.message}")
-    return -result.eqlin.marginals
+    for method in ("highs-ipm", "highs-ds"):  # the simplex, should the interior point method stop short
+        result = linprog(-y, A_eq=a.T, b_eq=np.zeros(a.shape[1]), bounds=bounds, method=method, options=HIGHS_OPTIONS)
+        if result.status == 0:
+            return -result.eqlin.marginals
+    raise RuntimeError(f"least_absolute_deviations: HiGHS stopped: {result.message}; please report the data")
 
 
 def regression_errors(fit: LinearFit, x: Tensor, y: Tensor, chunk_rows: int = 262_144) -> dict[str, float]:

@@ -26,7 +26,9 @@ ERRORS = (("train", "mae"), ("test", "mae"), ("test", "mse"))  # the table's err
 def build_report(learned: LinearFit | None, truth: LinearFit | None, splits: dict[str, tuple[Tensor, Tensor]]) -> dict:
     """The report's content: each model's parameters and its MAE/MSE/R² on the training and test splits (float64).
 
-    OLS and LAD are fitted on the training split (on at most ``MAX_BASELINE_ROWS`` of its rows, evenly spaced).
+    ``splits`` are the data's float64 splits, ``datamodule.exact_splits()``: a CSV file's own values, not their float32
+    rounding. OLS and LAD are fitted on the training split (on at most ``MAX_BASELINE_ROWS`` of its rows, evenly
+    spaced).
     """
     data = {name: splits[name] for name in ("train", "test")}
     x_fit, y_fit = baseline_rows(*data["train"])

@@ -1,4 +1,4 @@
-"""Your own data: a CSV file with a header, one target column and numeric feature columns.
+"""Your own data: a CSV file with a header, one target column and feature columns of numbers or categories.
 
 Run: lit-linreg make-data && lit-linreg fit --config configs/csv_example.yaml
 """
@@ -6,34 +6,53 @@ Run: lit-linreg make-data && lit-linreg fit --config configs/csv_example.yaml
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveInt
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
+from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule, Seed
-from lit_linreg.datasets.csv_reader import check_delimiter, decimal_comma, is_number, read_columns, read_head
+from lit_linreg.datasets.csv_reader import (
+    FLOAT32_MAX,
+    Cells,
+    check_delimiter,
+    decimal_comma,
+    is_number,
+    read_cell,
+    read_cells,
+    read_head,
+)
 from lit_linreg.errors import UserError, require
 from lit_linreg.storage.files import write_csv
 
+UNWRITABLE = (",", '"', "\n", "\r")  # characters that a name in predictions.csv's header cannot hold
+
 
 class CSVRegressionData(RegressionDataModule):
-    """Rows of a CSV file with a header: ``target`` is y, ``features`` (default: every other numeric column) are x.
+    """Rows of a CSV file with a header: ``target`` is y, ``features`` (default: every other column of numbers, and the
+    ``categorical`` ones) are x.
 
-    A column counts as numeric when its first data row holds a number. Column names match without their surrounding
-    spaces (`` x1`` in the header is ``x1``; ``x 1`` stays ``x 1``). ``delimiter`` separates the values (``,``, ``;``,
-    ``|`` or a tab, written ``\t``), in ``csv_path`` and ``predict_csv`` alike. The file is read and checked at
+    A column holds numbers when every cell that is not missing is a number; a column of text is used only when
+    ``categorical`` names it. A missing cell (empty, NA, NaN, null...) in a column that is used stops the run, naming
+    the file, line and column (``missing: error``), or its row is dropped and the drop counted (``missing: drop``).
+    A categorical column is one-hot encoded without its first level (treatment coding: the model's bias stands for
+    that level), so ``sex`` with levels F and M becomes the feature ``sex[M]``. Its levels (sorted, or in the order
+    ``levels`` gives) are kept in every checkpoint, so ``predict`` encodes new rows alike; a level the training rows
+    did not have is an error. Column names match without their surrounding spaces (`` x1`` in the header is ``x1``).
+    ``delimiter`` separates the values, in ``csv_path`` and ``predict_csv`` alike. The file is read and checked at
     construction: a bad file, column or value stops with one line naming the file, line and column. ``standardize``
-    makes the model scale each feature by the training split's mean and standard deviation (kept in every checkpoint,
-    so ``predict`` applies the same transform to new rows). ``predict_csv`` names a CSV of new rows holding at least
-    the feature columns (and the target, if known, for errors); without it ``predict`` predicts the test split.
+    makes the model scale each feature by the training split's mean and standard deviation (kept in every checkpoint).
+    The file's values are kept in float64 for the exact baselines; the model trains on them in float32.
 
     Args:
         csv_path: the CSV file, with a header row
         target: the column that holds y
-        features: the columns that hold x; null: every other column whose first data row holds a number
+        features: the columns that hold x; null: every other column of numbers, and the categorical ones
         standardize: scale each feature by the training split's mean and std (kept in every checkpoint)
         train_split: fraction of the rows to train on, taken first (the tutorial's 0.8: 80 % train, 20 % test)
         val_split: fraction of the rows to validate on, taken after the training rows; 0: validate on the test split
@@ -41,9 +60,13 @@ class CSVRegressionData(RegressionDataModule):
         batch_size: rows per batch; null: each split is one batch (the tutorial's full-batch gradient descent)
         shuffle: shuffle the training rows every epoch (seeded by ``seed`` and the epoch) when there are several batches
         seed: seeds the random split and the shuffle (never the model's initialisation)
-        delimiter: the character between values: ``,`` (default), ``;``, ``|`` or a tab (``\t``)
         predict_csv: a CSV of new rows for ``predict``, with the feature columns (and the target, if known); null: the
             test split
+        delimiter: the character between values: ``,`` (default), ``;``, ``|`` or a tab (``\t``)
+        missing: a missing value in a used column: ``error`` (names the line and column) or ``drop`` (drops its row)
+        categorical: columns of categories (text, or codes such as 1/2) to one-hot encode, without their first level
+        levels: each categorical column's levels, the first one left out; null: the training file's, sorted (a
+            checkpoint keeps them)
     """
 
     def __init__(
@@ -60,35 +83,60 @@ class CSVRegressionData(RegressionDataModule):
         seed: Seed = 0,
         predict_csv: str | None = None,
         delimiter: str = ",",
+        missing: Literal["error", "drop"] = "error",
+        categorical: list[str] | None = None,
+        levels: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__(train_split, val_split, split, batch_size, shuffle, seed)
         self.save_hyperparameters(logger=False)  # the report callback logs every run's settings
-        self.standardize = standardize
+        self.standardize, self.missing = standardize, missing
         self.delimiter = delimiter = check_delimiter(delimiter)
-        target, features = target.strip(), None if features is None else [name.strip() for name in features]
-        header, first = read_head(csv_path, "data.csv_path", delimiter)
+        self.target = target = target.strip()
+        categorical = [name.strip() for name in categorical or []]
+        header, _ = read_head(csv_path, "data.csv_path", delimiter)
         columns = ", ".join(header)
         require(target in header, f"{csv_path} has no column {target!r} (columns: {columns}); set data.target")
+        unknown = [name for name in categorical if name not in header]
+        require(not unknown, f"data.categorical names {unknown} that {csv_path} lacks (columns: {columns})")
+        require(target not in categorical, f"data.categorical must not include the target column {target!r}")
+        require(len(set(categorical)) == len(categorical), f"data.categorical names a column twice: {categorical}")
+        cells = read_cells(csv_path, header, delimiter, [header.index(name) for name in categorical])
         if features is None:
-            features = [name for name, cell in zip(header, first) if name != target and is_number(cell)]
-            skipped = [name for name in header if name != target and name not in features]
-            for name, cell in zip(header, first):
-                point = decimal_comma(cell) if name in skipped else None
-                require(
-                    not point,
-                    f"{csv_path} line 2, column {name!r}: {cell!r} has a decimal comma; write numbers with a decimal "
-                    f"point ({point})",
-                )
-            if skipped:
-                rank_zero_warn(f"{csv_path}: not numeric in line 2, so not used as features: {', '.join(skipped)}")
-        unknown = [name for name in features if name not in header]
-        require(not unknown, f"data.features names {unknown} that {csv_path} lacks (columns: {columns})")
-        require(len(features) > 0, f"{csv_path} has no numeric feature column besides the target {target!r}")
-        require(target not in features, f"data.features must not include the target column {target!r}")
-        require(len(set(features)) == len(features), f"data.features names a column twice: {features}")
-        self._feature_names, self.target = list(features), target
-        values = torch.from_numpy(read_columns(csv_path, header, [*features, target], delimiter))
-        self.x, self.y = values[:, :-1].float(), values[:, -1:].float()
+            features = self._default_features(csv_path, header, cells, categorical)
+        else:
+            features = [name.strip() for name in features]
+            unknown = [name for name in features if name not in header]
+            require(not unknown, f"data.features names {unknown} that {csv_path} lacks (columns: {columns})")
+            require(target not in features, f"data.features must not include the target column {target!r}")
+            require(len(set(features)) == len(features), f"data.features names a column twice: {features}")
+            left_out = [name for name in categorical if name not in features]
+            require(not left_out, f"data.categorical names {left_out}, which data.features leaves out; add them")
+        require(
+            len(features) > 0,
+            f"{csv_path} has no feature column of numbers besides the target {target!r}; name a text column in "
+            f"data.categorical to one-hot encode it",
+        )
+        self.feature_columns = features  # the file's columns that the features come from
+        rows = self._rows_kept(csv_path, header, cells, [*features, target])
+        self.levels = self._levels(csv_path, header, cells, rows, categorical, levels)
+        if self.levels:
+            self.hparams["levels"] = self.levels  # in every checkpoint, so predict encodes new rows alike
+        self._feature_names = [
+            name
+            for column in features
+            for name in (
+                [f"{column}[{level}]" for level in self.levels[column][1:]] if column in self.levels else [column]
+            )
+        ]
+        for name in [*self._feature_names, target]:
+            require(
+                not any(c in name for c in UNWRITABLE),
+                f"{csv_path}: the feature or target name {name!r} holds a comma, quote or line break, which the header "
+                f"of predictions.csv cannot hold; rename that column (or recode that category) in the file",
+            )
+        x, y = self._encode(csv_path, header, cells, rows, target=True)
+        self.x64, self.y64 = torch.from_numpy(x), torch.from_numpy(y)
+        self.x, self.y = self.x64.float(), self.y64.float()
         try:
             self.check_split_sizes(len(self.x))
         except UserError as err:
@@ -101,10 +149,15 @@ class CSVRegressionData(RegressionDataModule):
 
     @property
     def feature_names(self) -> list[str]:
+        """The features' names: the columns of numbers, and ``column[level]`` for each one-hot encoded level."""
         return self._feature_names
 
     def build_rows(self) -> tuple[Tensor, Tensor]:
         return self.x, self.y
+
+    def exact_rows(self) -> tuple[Tensor, Tensor]:
+        """The file's values in float64, as the exact baselines need them (the model trains on them in float32)."""
+        return self.x64, self.y64
 
     def build_predict_rows(self) -> tuple[Tensor, ...]:
         return super().build_predict_rows() if self.predict_values is None else self.predict_values
@@ -123,14 +176,166 @@ class CSVRegressionData(RegressionDataModule):
         )
         return mean.float(), std.float()
 
+    def _default_features(self, path: str, header: list[str], cells: Cells, categorical: list[str]) -> list[str]:
+        """Every column of numbers besides the target, and the categorical ones, in the file's order; one line names
+        the columns left out (text or empty). A column mostly of numbers with a text cell is an error at that cell."""
+        features, unused = [], []
+        for i, name in enumerate(header):
+            if name == self.target:
+                continue
+            text = int(cells.text[:, i].sum())
+            numbers = len(cells.text) - text - int(cells.missing[:, i].sum())
+            if name in categorical or (numbers and not text):
+                features.append(name)
+            elif text and (numbers >= text or decimal_comma(self._text_cell(path, cells, i)[1])):
+                raise _not_a_number(path, name, *self._text_cell(path, cells, i), categories=False)
+            else:
+                unused.append(f"{name} ({'text' if text else 'empty'})")
+        if unused:
+            rank_zero_only(echo)(
+                f"warning: {path}: not used as features: {', '.join(unused)}; to one-hot encode a text column, name "
+                f"it in data.categorical"
+            )
+        return features
+
+    def _rows_kept(self, path: str, header: list[str], cells: Cells, names: list[str]) -> np.ndarray:
+        """The rows to use: all of them, or with ``missing: drop`` those without a missing cell in the ``names``
+        columns (one line counts the others)."""
+        missing = np.any(cells.missing[:, [header.index(name) for name in names]], axis=1)
+        if self.missing == "error" or not missing.any():
+            return np.arange(len(missing))
+        dropped = np.flatnonzero(missing)
+        lines = ", ".join(str(_line(cells, row)) for row in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        rank_zero_only(echo)(
+            f"{path}: dropped {len(dropped):,} of {len(missing):,} rows for a missing value "
+            f"(line{'s' if len(dropped) > 1 else ''} {lines}); "
+            f"{len(missing) - len(dropped):,} rows left"
+        )
+        return np.flatnonzero(~missing)
+
+    def _levels(
+        self,
+        path: str,
+        header: list[str],
+        cells: Cells,
+        rows: np.ndarray,
+        categorical: list[str],
+        given: dict[str, list[str]] | None,
+    ) -> dict[str, list[str]]:
+        """Each categorical column's levels: the ``given`` ones, else those in its rows, sorted (numbers by value)."""
+        given = given or {}
+        unknown = [name for name in given if name not in categorical]
+        require(not unknown, f"data.levels names {unknown}, which data.categorical does not; add them to it")
+        levels = {}
+        for name in categorical:
+            i = header.index(name)
+            if name in given:
+                levels[name] = [str(level).strip() for level in given[name]]
+                require(
+                    len(set(levels[name])) == len(levels[name]),
+                    f"data.levels[{name}] names a level twice: {given[name]}",
+                )
+            else:
+                seen = {cells.strings[i][row] for row in rows if not cells.missing[row, i]}
+                levels[name] = sorted(
+                    seen, key=lambda level: (0, float(level), "") if is_number(level) else (1, 0, level)
+                )
+            require(
+                len(levels[name]) >= 2,
+                f"{path}: the categorical column {name!r} has {len(levels[name])} level(s) {levels[name]}: without its "
+                f"first level it adds no feature; leave it out of data.categorical and data.features",
+            )
+        return levels
+
+    def _encode(
+        self, path: str, header: list[str], cells: Cells, rows: np.ndarray, target: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The features (rows, num_features) and the target (rows, 1; empty without ``target``) of ``rows``, in
+        float64; a cell that is missing (with ``missing: error``), text, not finite, beyond float32 or an unknown
+        level is an error at the first such cell."""
+        names = [*self.feature_columns, *([self.target] if target else [])]
+        bad = np.zeros((len(rows), len(names)), dtype=bool)
+        for j, name in enumerate(names):
+            i = header.index(name)
+            missing = cells.missing[rows, i]
+            if name in self.levels:
+                known = set(self.levels[name])
+                bad[:, j] = [cells.strings[i][row] not in known for row in rows] & ~missing
+            else:
+                bad[:, j] = cells.text[rows, i] | ~(np.abs(cells.numbers[rows, i]) <= FLOAT32_MAX) & ~missing
+            if self.missing == "error":
+                bad[:, j] |= missing
+        if bad.any():
+            row, j = np.argwhere(bad)[0]
+            raise self._cell_error(path, cells, int(rows[row]), names[j], header.index(names[j]))
+        parts = []
+        for name in self.feature_columns:
+            i = header.index(name)
+            if name in self.levels:
+                code = {level: k for k, level in enumerate(self.levels[name])}
+                codes = np.array([code[cells.strings[i][row]] for row in rows])
+                parts.append(codes[:, None] == np.arange(1, len(code))[None, :])
+            else:
+                parts.append(cells.numbers[rows, i : i + 1])
+        y = cells.numbers[rows, header.index(self.target)] if target else np.zeros(0)
+        return np.hstack(parts).astype(np.float64), y.reshape(-1, 1)
+
+    def _cell_error(self, path: str, cells: Cells, row: int, name: str, i: int) -> UserError:
+        where = f"{path} line {_line(cells, row)}, column {name!r}"
+        if cells.missing[row, i]:
+            return UserError(
+                f"{where} is missing (empty, NA or NaN); fill or remove the row, or set data.missing drop to drop "
+                f"the rows with a missing value"
+            )
+        if name in self.levels:
+            return UserError(
+                f"{where}: {cells.strings[i][row]!r} is not one of the levels {self.levels[name]} that the model "
+                f"was trained with; fix the value, or retrain with data that hold it"
+            )
+        if cells.text[row, i]:  # a column mostly of text, named as a feature, is likely one of categories
+            categories = name != self.target and 2 * cells.text[:, i].sum() > (~cells.missing[:, i]).sum()
+            return _not_a_number(path, name, *self._text_cell(path, cells, i, row), categories)
+        value = cells.numbers[row, i]
+        if math.isfinite(value):
+            return UserError(
+                f"{where}: {value:g} is beyond float32's range (±{FLOAT32_MAX:.3g}), in which the model computes; "
+                f"rescale the column (e.g. into thousands) or fix the row"
+            )
+        return UserError(f"{where}: '{value:g}' is not a finite number; fix or remove the row")
+
+    def _text_cell(self, path: str, cells: Cells, i: int, row: int | None = None) -> tuple[int, str]:
+        """The line and text of a text cell in column ``i``: in ``row``, or its first."""
+        line = _line(cells, int(np.argmax(cells.text[:, i])) if row is None else row)
+        return line, read_cell(path, line, i, self.delimiter)
+
     def _read_predict_rows(self, path: str) -> tuple[Tensor, ...]:
         header, _ = read_head(path, "data.predict_csv", self.delimiter)
-        missing = [name for name in self.feature_names if name not in header]
-        require(not missing, f"data.predict_csv {path} lacks the feature column(s) {', '.join(missing)}")
-        names = [*self.feature_names, *([self.target] if self.target in header else [])]
-        values = torch.from_numpy(read_columns(path, header, names, self.delimiter)).float()
-        x = values[:, : self.num_features]
-        return (x,) if len(names) == self.num_features else (x, values[:, -1:])
+        lacking = [name for name in self.feature_columns if name not in header]
+        require(not lacking, f"data.predict_csv {path} lacks the feature column(s) {', '.join(lacking)}")
+        cells = read_cells(path, header, self.delimiter, [header.index(name) for name in self.levels])
+        known = self.target in header and not cells.missing[:, header.index(self.target)].all()
+        rows = self._rows_kept(path, header, cells, [*self.feature_columns, *([self.target] if known else [])])
+        x, y = (torch.from_numpy(values).float() for values in self._encode(path, header, cells, rows, known))
+        return (x, y) if known else (x,)
+
+
+def _line(cells: Cells, row: int) -> int:
+    """The file line of data row ``row`` (numpy's read of a clean file keeps none: then rows follow the header)."""
+    return int(cells.lines[row]) if cells.lines is not None else row + 2
+
+
+def _not_a_number(path: str, name: str, line: int, cell: str, categories: bool) -> UserError:
+    """The error for a text cell in a column used as numbers (a column of ``categories`` gets that advice)."""
+    where = f"{path} line {line}, column {name!r}"
+    point = decimal_comma(cell)
+    if point:
+        return UserError(f"{where}: {cell!r} has a decimal comma; write numbers with a decimal point ({point})")
+    if not categories:
+        return UserError(f"{where}: {cell!r} is not a number; fix or remove the row")
+    return UserError(
+        f"{where}: {cell!r} is text, not a number; to use a column of categories, name it in data.categorical "
+        f"(one-hot encoded), else leave it out of data.features"
+    )
 
 
 # The example data of `lit-linreg make-data`: features on different scales, Gaussian noise and one-sided outliers.
@@ -162,6 +367,13 @@ def make_data(
     require(rows > 0 and new_rows > 0, f"--rows and --new_rows must be > 0, got {rows}, {new_rows}")
     require(math.isfinite(noise_std) and noise_std >= 0, f"--noise_std must be >= 0, got {noise_std}")
     require(0 <= outliers <= 1, f"--outliers must be a fraction between 0 and 1, got {outliers}")
+    for option, path in (("--out", out), ("--new_rows_out", new_rows_out)):
+        require(
+            not Path(path).is_dir(), f"{option} {path} is a folder; give a file path, e.g. {Path(path) / 'example.csv'}"
+        )
+    require(
+        Path(out).resolve() != Path(new_rows_out).resolve(), f"--out and --new_rows_out are both {out}; give two files"
+    )
     generator = torch.Generator().manual_seed(seed)
     lows, highs, weights = (torch.tensor(v, dtype=torch.float64) for v in zip(*EXAMPLE_FEATURES.values()))
 

@@ -1,18 +1,18 @@
-"""Reading a CSV file with a header into float64 columns, every problem one line naming the file, line and column.
+"""Reading a CSV file with a header into float64 cells, every problem one line naming the file, line and column.
 
 The file is UTF-8 (a BOM is fine), with any line endings; values are separated by ``delimiter`` (``,`` by default),
 may be quoted (``"1.5"``) and may have spaces around them; the names in the header are stripped of surrounding spaces.
-A file that uses another separator is named as such. The numbers are parsed by numpy's C reader; when it fails, the
-csv module reads the file row by row: it either finds the first bad row and says what is wrong with it, or reads the
-values itself (quotes after a space, which numpy does not take).
-"""
+A file that uses another separator is named as such. A clean numeric file is parsed by numpy's C reader; any other
+(a missing value, a text cell, a row of another length, quotes after a space) by the csv module row by row, which
+marks each cell as a number, missing (:data:`MISSING`) or text, so the data module can say what to do about it."""
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from lit_linreg.errors import UserError, not_utf8, require
 
 # Separators a CSV file may use, and how a message names them.
 SEPARATORS = {",": "','", ";": "';'", "\t": "tabs", "|": "'|'", " ": "spaces"}
+# Cells that mean "no value" (compared lowercased and stripped), as pandas reads them; "nan" also reads as a float NaN.
+MISSING = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"})
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the model computes in float32: a larger value would be inf
 
 
 def is_number(cell: str) -> bool:
@@ -105,38 +108,40 @@ def read_head(path: str, option: str, delimiter: str = ",") -> tuple[list[str], 
     return header, first
 
 
-def read_columns(path: str, header: list[str], names: list[str], delimiter: str = ",") -> np.ndarray:
-    """The columns ``names`` of the CSV file as a float64 array (rows, len(names)), every value a finite number."""
-    used = [header.index(name) for name in names]
-    subset = len(used) < len(header)
-    try:
-        table = np.loadtxt(
-            path,
-            delimiter=delimiter,
-            skiprows=1,
-            ndmin=2,
-            comments=None,
-            quotechar='"',
-            encoding="utf-8-sig",
-            usecols=used if subset else None,
-        )
-    except ValueError:  # a bad row, or quoting that only the csv module reads (e.g. a space before a quote)
-        return _read_rows(path, header, used, delimiter)
-    if subset:  # loadtxt checks the number of fields only when it reads them all
-        _read_rows(path, header, [], delimiter)
-    else:
-        table = table[:, used]
-    if not np.isfinite(table).all():
-        _read_rows(path, header, used, delimiter)
-    return table
+class Cells(NamedTuple):
+    """The data rows of a CSV file, cell by cell (arrays of shape (rows, columns), in the header's order).
+
+    ``numbers``: each cell as float64, NaN where it is missing or text; ``missing``: the cell is empty or one of
+    :data:`MISSING` (NA, NaN, null...); ``text``: the cell is neither a number nor missing; ``lines``: each row's line
+    in the file (None when numpy read it all: every cell a finite number within float32, so no message names a line);
+    ``strings``: the requested columns' cells, stripped.
+    """
+
+    numbers: np.ndarray
+    missing: np.ndarray
+    text: np.ndarray
+    lines: np.ndarray | None
+    strings: dict[int, list[str]]
 
 
-def _read_rows(path: str, header: list[str], used: list[int], delimiter: str) -> np.ndarray:
-    """The ``used`` columns, read row by row; UserError at the first row with a wrong number of fields or a used cell
-    that is not a finite number."""
+def read_cells(path: str, header: list[str], delimiter: str = ",", strings: Sequence[int] = ()) -> Cells:
+    """The cells of the CSV file at ``path`` (whose ``header`` :func:`read_head` read), and the raw ``strings`` of the
+    columns at those indices. A clean numeric file takes numpy's C reader; any other, the csv module row by row."""
+    if not strings:
+        try:
+            table = np.loadtxt(
+                path, delimiter=delimiter, skiprows=1, ndmin=2, comments=None, quotechar='"', encoding="utf-8-sig"
+            )
+        except ValueError:  # a text or missing cell, a row of another length, or quoting that only the csv module reads
+            table = None
+        if table is not None and table.shape[1] == len(header) and (np.abs(table) <= FLOAT32_MAX).all():
+            empty = np.zeros(table.shape, dtype=bool)
+            return Cells(table, empty, empty, None, {})
     rows = _csv_rows(path, delimiter)
     next(rows)
-    values = []
+    values: list[list[float]] = []
+    lines, text_cells = [], []
+    columns: dict[int, list[str]] = {i: [] for i in strings}
     for line, row in rows:
         if len(row) != len(header):
             other = next((SEPARATORS[s] for s in SEPARATORS if s not in (delimiter, " ") and s in "".join(row)), None)
@@ -145,23 +150,40 @@ def _read_rows(path: str, header: list[str], used: list[int], delimiter: str) ->
                 f"{path} line {line} has {len(row)} values but the header names {len(header)} columns{hint}; give "
                 f"every row one value per column"
             )
-        numbers = []
-        for i in used:
-            try:
-                number = float(row[i])
-            except ValueError:
-                number = None
-            if number is not None and math.isfinite(number):
-                numbers.append(number)
-                continue
-            where = f"{path} line {line}, column {header[i]!r}"
-            require(row[i].strip() != "", f"{where} is empty (a missing value); fill or remove the row")
-            point = decimal_comma(row[i])
-            require(not point, f"{where}: {row[i]!r} has a decimal comma; write numbers with a decimal point ({point})")
-            require(number is not None, f"{where}: {row[i]!r} is not a number; fix or remove the row")
-            raise UserError(f"{where}: {row[i]!r} is not a finite number; fix or remove the row")
+        try:
+            numbers = [float(cell) for cell in row]
+        except ValueError:
+            numbers = []
+            for i, cell in enumerate(row):
+                try:
+                    numbers.append(float(cell))
+                except ValueError:
+                    numbers.append(math.nan)
+                    if cell.strip().lower() not in MISSING:
+                        text_cells.append((len(values), i))
         values.append(numbers)
-    return np.array(values, dtype=np.float64).reshape(len(values), len(used))
+        lines.append(line)
+        for i, column in columns.items():
+            column.append(row[i].strip())
+    table = np.array(values, dtype=np.float64).reshape(len(values), len(header))
+    text = np.zeros(table.shape, dtype=bool)
+    text[tuple(np.array(text_cells, dtype=np.int64).reshape(-1, 2).T)] = True
+    return Cells(table, np.isnan(table) & ~text, text, np.array(lines), columns)
 
 
-__all__ = ["SEPARATORS", "check_delimiter", "decimal_comma", "is_number", "read_columns", "read_head"]
+def read_cell(path: str, line: int, column: int, delimiter: str = ",") -> str:
+    """The cell in ``column`` of the row on ``line`` of the CSV file at ``path`` (for a message: it reads the file)."""
+    return next(row[column] for at, row in _csv_rows(path, delimiter) if at == line)
+
+
+__all__ = [
+    "FLOAT32_MAX",
+    "MISSING",
+    "SEPARATORS",
+    "Cells",
+    "check_delimiter",
+    "decimal_comma",
+    "is_number",
+    "read_cells",
+    "read_head",
+]
