@@ -68,7 +68,7 @@ class RunReport(Callback):
     ) -> dict[str, float]:
         log_dir = trainer.log_dir  # a collective under DDP: every process asks before rank zero writes
         datamodule = attached_datamodule(trainer)
-        if not (self.baselines and trainer.is_global_zero and datamodule is not None and datamodule.splits):
+        if not (self.baselines and trainer.is_global_zero and datamodule is not None):
             return {}
         weight, bias = pl_module.coefficients() if hasattr(pl_module, "coefficients") else (None, None)
         truth = datamodule.true_parameters()
@@ -79,18 +79,21 @@ class RunReport(Callback):
             **build_report(
                 None if weight is None else LinearFit(weight, bias),
                 None if truth is None else LinearFit(*truth),
-                datamodule.splits,
+                datamodule,
             ),
         }
         if stage == "fit" and report["models"].get("learned"):
-            report["convergence"] = convergence(report["models"], datamodule.splits["train"][1])
+            report["convergence"] = convergence(report["models"], datamodule.sample("train")[1])
         header, rows = report_table(report)
-        fitted, train = report["rows"]["baseline_fit"], report["rows"]["train"]
-        sample = "" if fitted == train else f" (every {math.ceil(train / fitted)}th of the {train:,})"
-        pl_module.print(
-            f"baselines: OLS and LAD fitted in float64 on {fitted:,} training rows{sample}; "
-            f"L1 = mean absolute error, the training loss"
-        )
+        counts, sample = report["rows"], report["sample"]
+        if all(sample[split] == counts[split] for split in sample):
+            fitted = f"OLS and LAD fitted in float64 on {counts['train']:,} training rows"
+        else:
+            fitted = (
+                f"OLS exact over all {counts['train']:,} training rows (float64 normal equations); LAD and L1 on a "
+                f"sample of {sample['train']:,} training and {sample['test']:,} test rows"
+            )
+        pl_module.print(f"baselines: {fitted}; L1 = mean absolute error, the training loss")
         pl_module.print(format_console(header, rows))
         for logger in trainer.loggers:
             experiment: Any = getattr(logger, "experiment", None)  # a logger's own object, if it has one
@@ -103,10 +106,11 @@ class RunReport(Callback):
         verdict = report.get("convergence")
         if verdict and not verdict["converged"]:
             pl_module.print(
-                f"warning: training stopped at {verdict['ratio'] or math.inf:.3g}x the lowest train L1 a line reaches (learned "
-                f"{verdict['learned_train_l1']:.6g}, exact LAD {verdict['lad_train_l1']:.6g}): model.lr is likely too "
-                f"small or too large for the target's scale, or the epochs too few; find a good lr with lit-linreg "
-                f'lr-sweep --config <this config> --lrs "[0.01, 0.1, 1]", or add --trainer.max_epochs'
+                f"warning: training stopped at {verdict['ratio'] or math.inf:.3g}x the lowest train L1 a line "
+                f"reaches (learned {verdict['learned_train_l1']:.6g}, exact LAD {verdict['lad_train_l1']:.6g}): "
+                f"model.lr is likely too small or too large for the target's scale, or the epochs too few; find a "
+                f'good lr with lit-linreg lr-sweep --config <this config> --lrs "[0.01, 0.1, 1]", or add '
+                f"--trainer.max_epochs"
             )
         models = report["models"]
         return {
@@ -134,8 +138,8 @@ CONVERGED = 0.02  # a fit converged when its train L1 is within 2 % of the exact
 
 def convergence(models: dict[str, Any], y: Tensor) -> dict[str, Any]:
     """Did training reach the optimum of its own loss? The learned train L1 against exact LAD's, the lowest a line
-    reaches; within ``CONVERGED`` of it, plus that fraction of y's mean absolute deviation (data on an exact line
-    have LAD's L1 0)."""
+    reaches on the same rows; within ``CONVERGED`` of it, plus that fraction of the mean absolute deviation of ``y``
+    (those rows' targets; data on an exact line have LAD's L1 0)."""
     learned, lad = models["learned"]["train"]["mae"], models["lad"]["train"]["mae"]
     spread = float((y.double() - y.double().median()).abs().mean())
     return {
