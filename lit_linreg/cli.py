@@ -46,8 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.cli:lr_sweep", "train once per learning rate, compare the runs"),
     "make-data": (
-        "lit_linreg.datasets.csv:make_data_main",
-        "write an example CSV (x1, x2, x3 -> y) and rows to predict",
+        "lit_linreg.cli:make_data",
+        "write an example CSV, or with --format parquet a folder of Parquet files",
     ),
     "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
     "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
@@ -323,6 +323,24 @@ def lr_sweep(argv: list[str]) -> None:
     from lit_linreg.commands.sweep import main as sweep
 
     sweep(argv, LitLinregCLI)
+
+
+def make_data(argv: list[str]) -> None:
+    """``lit-linreg make-data [--format csv|parquet] [options]``: the example CSV (the default), or a folder of Parquet
+    files; the other options go to that writer."""
+    options, data_format, args = [], "csv", iter(argv)
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name == "--format":
+            data_format = value if equals else next(args, "")
+        else:
+            options.append(arg)
+    require(data_format in ("csv", "parquet"), f"make-data --format must be csv or parquet, got {data_format!r}")
+    if data_format == "parquet":
+        from lit_linreg.datasets.parquet import main as write
+    else:
+        from lit_linreg.datasets.csv import make_data_main as write
+    write(options)
 
 
 def _as_list(value: Any) -> list:

@@ -462,3 +462,17 @@ def numbers(models: dict) -> dict[str, float]:
         flat[f"{name}.bias"] = model["bias"]
         flat.update({f"{name}.{split}.{m}": model[split][m] for split in ("train", "test") for m in model[split]})
     return flat
+
+
+def test_make_data_writes_csv_or_parquet(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["make-data", "--format", "parquet", "--out", "p", "--rows", "300", "--features", "2"])
+    assert capsys.readouterr().out == "wrote p: 300 rows of x0, x1 -> y in 1 Parquet file(s)\n"
+    assert pq.read_table("p").column_names == ["x0", "x1", "y"]
+    for fmt in ([], ["--format=csv"]):
+        main(["make-data", *fmt, "--rows", "20", "--out", "a.csv", "--new_rows_out", "b.csv"])
+        assert capsys.readouterr().out.startswith("wrote a.csv (20 rows: x1, x2, x3 -> y")
+    for args, given in ((["--format", "json"], "'json'"), (["--rows", "5", "--format"], "''")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["make-data", *args])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == f"lit-linreg: error: make-data --format must be csv or parquet, got {given}\n"
