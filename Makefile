@@ -42,9 +42,13 @@ lint: setup
 	$(BIN)/ruff format --check lit_linreg tests benchmarks
 	$(BIN)/mypy
 
+# Parquet: throughput at 10M rows; the 100M-row memory and accuracy part (about 3.6 GB written, several minutes)
+# only with e.g. `make bench PARQUET_MEMORY_ROWS=100000000`.
+PARQUET_MEMORY_ROWS ?= 0
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/parquet_bench.py --memory-rows $(PARQUET_MEMORY_ROWS)
 
 tensorboard: setup
 	$(BIN)/tensorboard --logdir lightning_logs

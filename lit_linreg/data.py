@@ -1,7 +1,8 @@
 """Data: rows held as tensors on the training device and served as slices, plus the tutorial's synthetic line.
 
 ``SyntheticRegressionData`` makes y = weight·x + bias (+ noise) exactly as the tutorial does; ``RegressionDataModule``
-holds what every data source shares: the train/val/test split, device placement, sharding and the loaders.
+holds what every data source shares: the train/val/test split, device placement, sharding, the loaders, and the
+statistics that the report, the figures and export read (``moments``, ``exact_ols``, ``exact_mse``, ``sample``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveInt, restricted_number_type
 from lightning.pytorch.utilities import rank_zero_warn
@@ -19,6 +21,8 @@ from torch import Tensor
 from lit_linreg.errors import require
 
 MAX_ROWS = 500_000_000
+SAMPLE_ROWS = 200_000  # the most rows per split that ``sample`` returns: the report fits LAD and measures L1 on them
+CHUNK_ROWS = 262_144  # rows converted to float64 at a time for the statistics
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # Option types that jsonargparse checks where a value enters (command line, config file, checkpoint): a number the
 # model's float32 arithmetic can hold, a positive one, and a seed that torch's generators accept.
@@ -93,15 +97,70 @@ class TensorBatches:
             yield tuple(t[start : start + step] for t in shuffled)
 
 
+class Moments:
+    """Row count, mean and centred cross-products of the columns ``[x, y]`` in float64, one chunk at a time.
+
+    Chunks merge by the pairwise update of Chan, Golub and LeVeque (1979): each chunk is centred on its own mean
+    first, so nothing cancels the way raw sums of squares do when the mean is large against the spread.
+    """
+
+    def __init__(self, columns: int) -> None:
+        self.count = 0
+        self.mean = np.zeros(columns)
+        self.m2 = np.zeros((columns, columns))
+
+    def update(self, block: np.ndarray) -> None:
+        """Add the rows of ``block`` (rows, columns)."""
+        if not len(block):
+            return
+        block = block.astype(np.float64)
+        mean = block.mean(0)
+        centred = block - mean
+        delta, total = mean - self.mean, self.count + len(block)
+        self.m2 += centred.T @ centred + np.outer(delta, delta) * (self.count * len(block) / total)
+        self.mean += delta * (len(block) / total)
+        self.count = total
+
+    @property
+    def cov(self) -> np.ndarray:
+        """The population covariance of the columns."""
+        return self.m2 / self.count
+
+    def ols(self) -> tuple[np.ndarray, float]:
+        """The least-squares (weight, bias) of the last column on the others, from the normal equations.
+
+        They are solved in correlation form (scaled to unit variances), which keeps their condition number that of
+        the features' correlation matrix; constant features get weight 0.
+        """
+        cov = self.cov
+        scale = np.sqrt(np.diag(cov)[:-1])
+        varying = scale > 0
+        weight = np.zeros(len(scale))
+        if not varying.any():
+            return weight, float(self.mean[-1])
+        s = scale[varying]
+        corr = cov[:-1, :-1][np.ix_(varying, varying)] / np.outer(s, s)
+        weight[varying] = np.linalg.lstsq(corr, cov[:-1, -1][varying] / s, rcond=None)[0] / s
+        return weight, float(self.mean[-1] - self.mean[:-1] @ weight)
+
+    def mse(self, weight: np.ndarray, bias: float) -> float:
+        """The mean squared error of y ≈ x·weight + bias over these rows: the residual's variance plus its mean²."""
+        v = np.append(-weight, 1.0)
+        mean = float(self.mean @ v) - bias
+        return float(v @ self.cov @ v) + mean**2
+
+
 def default_feature_names(count: int) -> list[str]:
     """``["x"]`` for one feature, else ``["x0", "x1", ...]``."""
     return ["x"] if count == 1 else [f"x{i}" for i in range(count)]
 
 
 class RegressionDataModule(L.LightningDataModule):
-    """Splits, device placement and loaders shared by every data source.
+    """Splits, device placement, loaders and statistics shared by every data source.
 
     A subclass provides all rows through :meth:`build_rows` and the rows to predict through :meth:`build_predict_rows`.
+    A source that streams its rows instead (``ParquetRegressionData``) leaves ``splits`` empty and provides the
+    statistics (``moments``, ``exact_ols``, ``exact_mse``, ``sample``) from a pass over them.
     ``val_split=0`` validates on the test split, as the tutorial evaluates its held-out 20 % after every epoch.
 
     Args:
@@ -134,6 +193,8 @@ class RegressionDataModule(L.LightningDataModule):
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.predict_rows: tuple[Tensor, ...] = ()
+        self._moments: dict[str, tuple[Tensor, Moments]] = {}  # per split: its y tensor, and the moments of its rows
+        self._exact: dict[str, tuple[Tensor, Tensor]] | None = None  # exact_rows() split, when the source has them
 
     # What a data source provides.
     @property
@@ -178,13 +239,51 @@ class RegressionDataModule(L.LightningDataModule):
         float32 rows are the data."""
         return None
 
-    def exact_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """The splits in float64 on the CPU, for the exact baselines: :meth:`exact_rows` split as the float32 rows
-        are, or the float32 splits themselves (call after ``setup``)."""
+    # Statistics for the report, the figures and export. A streamed source has the same methods, from one pass.
+    def _rows64(self, split: str) -> tuple[Tensor, Tensor]:
+        """``split``'s rows as the statistics read them: the source's float64 values when it keeps them (a CSV file's
+        own numbers, not their float32 rounding), else the float32 rows, converted a chunk at a time by the caller."""
         rows = self.exact_rows()
         if rows is None:
-            return {name: (x.cpu().double(), y.cpu().double()) for name, (x, y) in self.splits.items()}
-        return self._split(*rows)
+            return self.splits[split]
+        if self._exact is None:  # split once, exactly as the float32 rows were
+            self._exact = self._split(*rows)
+        return self._exact[split]
+
+    def exact_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Every split in float64 on the CPU, as the statistics read them (call after ``setup``)."""
+        return {name: (x.cpu().double(), y.cpu().double()) for name in self.splits for x, y in [self._rows64(name)]}
+
+    def moments(self, split: str = "train") -> Moments:
+        """The :class:`Moments` of ``split``'s ``[x, y]`` in float64, a chunk of rows at a time (kept until the
+        split's tensors change)."""
+        x, y = self._rows64(split)
+        cached = self._moments.get(split)
+        if cached is None or cached[0] is not y:
+            moments = Moments(x.shape[1] + 1)
+            for start in range(0, len(x), CHUNK_ROWS):
+                chunk = torch.cat([x[start : start + CHUNK_ROWS], y[start : start + CHUNK_ROWS]], 1)
+                moments.update(chunk.cpu().double().numpy())
+            cached = self._moments[split] = (y, moments)
+        return cached[1]
+
+    def exact_ols(self) -> tuple[Tensor, Tensor]:
+        """The least-squares (weight, bias) of every training row, exact in float64 (normal equations)."""
+        weight, bias = self.moments("train").ols()
+        return torch.from_numpy(weight), torch.tensor([bias], dtype=torch.float64)
+
+    def exact_mse(self, weight: Tensor, bias: Tensor, split: str = "train") -> float:
+        """The mean squared error of the line (weight, bias) over every row of ``split``, in float64."""
+        from lit_linreg.analysis.baselines import LinearFit, regression_errors  # here: scipy only for a report
+
+        return regression_errors(LinearFit(weight, bias), *self._rows64(split))["mse"]
+
+    def sample(self, split: str = "train", rows: int | None = None) -> tuple[Tensor, Tensor]:
+        """At most ``rows`` and ``SAMPLE_ROWS`` evenly spaced rows of ``split`` (all of them if that many): float64
+        ``x`` (n, features) and ``y`` (n, 1) on the CPU. Evenly spaced rows are fair to sorted data too."""
+        x, y = self._rows64(split)
+        stride = max(1, math.ceil(len(x) / min(rows or SAMPLE_ROWS, SAMPLE_ROWS)))
+        return x[::stride].cpu().double(), y[::stride].cpu().double()
 
     # Shared machinery.
     def split_sizes(self, rows: int) -> tuple[int, int, int]:

@@ -32,8 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.cli:lr_sweep", "train once per learning rate, compare the runs"),
     "make-data": (
-        "lit_linreg.datasets.csv:make_data_main",
-        "write an example CSV (x1, x2, x3 -> y) and rows to predict",
+        "lit_linreg.launch:make_data",
+        "write an example CSV (x1, x2, x3 -> y) and rows to predict; --format parquet: Parquet files",
     ),
     "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
     "export": ("lit_linreg.deploy.export:main", "export a checkpoint to ONNX, TorchScript or torch.export (.pt2)"),
@@ -128,3 +128,23 @@ def _command_list(title: str, commands: Mapping[str, str]) -> str:
 
 def _width() -> int:
     return shutil.get_terminal_size().columns - 2
+
+
+def make_data(argv: list[str]) -> None:
+    """``lit-linreg make-data [--format csv|parquet] [options]``: the example CSV (the default), or a folder of Parquet
+    files; the other options go to that writer."""
+    options, data_format, args = [], "csv", iter(argv)
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name == "--format":
+            data_format = value if equals else next(args, "")
+        else:
+            options.append(arg)
+    from lit_linreg.errors import require
+
+    require(data_format in ("csv", "parquet"), f"make-data --format must be csv or parquet, got {data_format!r}")
+    if data_format == "parquet":
+        from lit_linreg.datasets.parquet import main as write
+    else:
+        from lit_linreg.datasets.csv import make_data_main as write
+    write(options)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -14,14 +18,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import Tensor
 
+import lit_linreg.callbacks.figures
+from lit_linreg.analysis.baselines import LinearFit
+from lit_linreg.analysis.report import build_report
 from lit_linreg.cli import main
+from lit_linreg.data import RegressionDataModule
 from lit_linreg.datasets.parquet import ParquetBatches, ParquetRegressionData, write_parquet_dataset
 from lit_linreg.datasets.parquet import main as parquet_main
+from lit_linreg.deploy.model_io import held_out_rows
 from lit_linreg.errors import UserError
 from lit_linreg.task import LinearRegressionTask
 
 CLASS_PATH = "lit_linreg.datasets.parquet.ParquetRegressionData"
+FIT_FIGURES = ["1_data", "2_predictions_before_training", "3_predictions_after_training", "4_loss_curves"]
 
 
 def write_ids(folder: Path, rows: int, files: int = 3, row_group: int = 50) -> Path:
@@ -274,3 +287,192 @@ def test_ddp_on_2_processes_x_2_workers_uses_every_training_row_once_per_epoch(t
     for epoch in (0, 1):  # the batches that Lightning ran are those that the simulated ranks above read
         for rank in (0, 1):
             assert [b.tolist() for b in epoch_ids(data, epoch, rank, 2, workers=2)] == ranks[rank][epoch]
+
+
+@dataclass
+class StreamedFit:
+    """A fit through the CLI on 3,000 streamed rows (2,400 train, 600 test), samples of 500 rows per split."""
+
+    data: Path  # the Parquet folder
+    folder: Path  # where the fit ran
+    out: str  # what it printed
+    figures: dict[str, Figure]  # the figure behind each PNG it wrote, by file stem
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoints/default/version_0/last.ckpt"
+
+    def datamodule(self) -> ParquetRegressionData:
+        return ParquetRegressionData(str(self.data), "y", standardize=True, sample_rows=500)
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row as float64 ``[x0, x1, y]``: the training split, then the test split."""
+        table = pq.read_table(self.data)
+        rows = np.column_stack([table.column(name).to_numpy() for name in ("x0", "x1", "y")]).astype(np.float64)
+        return rows[:2400], rows[2400:]
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory: pytest.TempPathFactory) -> StreamedFit:
+    folder = tmp_path_factory.mktemp("streamed")
+    data = write_parquet_dataset(str(folder / "d"), rows=3000, features=2, row_group_rows=500)
+    figures: dict[str, Figure] = {}
+    save_png = lit_linreg.callbacks.figures.save_png
+
+    def record(fig: Figure, path: Path) -> np.ndarray:
+        figures[Path(path).stem] = fig
+        return save_png(fig, path)
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.chdir(folder)
+        patch.setattr("sys.argv", ["lit-linreg"])
+        patch.setattr(lit_linreg.callbacks.figures, "save_png", record)
+        main(
+            ["fit", "--data.class_path", CLASS_PATH, "--data.path", str(data), "--data.target", "y"]
+            + ["--data.standardize", "true", "--data.batch_size", "256", "--data.sample_rows", "500"]
+            + ["--model.variant", "linear", "--model.lr", "0.05", "--seed_everything", "0"]
+            + ["--trainer.max_epochs", "4", "--trainer.enable_progress_bar", "false", "--table.every_n_epochs", "0"]
+        )
+    return StreamedFit(data, folder, out.getvalue(), figures)
+
+
+def test_a_streamed_fit_prints_and_writes_the_report(streamed: StreamedFit) -> None:
+    assert (
+        "baselines: OLS exact over all 2,400 training rows (float64 normal equations); LAD and L1 on a sample of 500 "
+        "training and 500 test rows; L1 = mean absolute error, the training loss\n"
+        "         |  learned |"
+    ) in streamed.out
+    assert "report: checkpoints/default/version_0/report.json\n" in streamed.out
+    report = json.loads((streamed.checkpoint.parent / "report.json").read_text())
+    assert report["rows"] == {"train": 2400, "test": 600, "baseline_fit": 500}
+    assert report["sample"] == {"train": 500, "test": 500} and report["features"] == ["x0", "x1"]
+    models = report["models"]
+    assert models["true"] is None and all(models[name] for name in ("learned", "ols", "lad"))
+
+    # OLS, MSE and R² over every row, as numpy computes them; L1 on the sample that LAD is fitted on.
+    train, test = streamed.rows()
+    coef = np.linalg.lstsq(np.column_stack([train[:, :2], np.ones(2400)]), train[:, 2], rcond=None)[0]
+    np.testing.assert_allclose([*models["ols"]["weight"], models["ols"]["bias"]], coef, rtol=1e-9)
+    sample = streamed.datamodule().sample("test")
+    for model in models.values():
+        if model is None:
+            continue
+        weight, bias = np.array(model["weight"]), model["bias"]
+        for split, rows in (("train", train), ("test", test)):
+            mse = ((rows[:, :2] @ weight + bias - rows[:, 2]) ** 2).mean()
+            assert model[split]["mse"] == pytest.approx(mse, rel=1e-9)
+            assert model[split]["r2"] == pytest.approx(1 - mse / rows[:, 2].var(), rel=1e-9)
+        mae = np.abs(sample[0].numpy() @ weight + bias - sample[1].numpy()[:, 0]).mean()
+        assert model["test"]["mae"] == pytest.approx(mae, rel=1e-9)
+    train_l1 = {name: model["train"]["mae"] for name, model in models.items() if model}
+    assert train_l1["lad"] <= min(train_l1["learned"], train_l1["ols"])  # LAD's optimum, on the rows it was fitted on
+
+    verdict = report["convergence"]
+    assert verdict["learned_train_l1"] == train_l1["learned"] and verdict["lad_train_l1"] == train_l1["lad"]
+    assert verdict["converged"] and "warning: training stopped" not in streamed.out
+
+    events = EventAccumulator(str(streamed.folder / "lightning_logs/default/version_0")).Reload()
+    assert "report/text_summary" in events.Tags()["tensors"]
+    (point,) = events.Scalars("hp/baseline/lad_train_mae")
+    assert point.value == pytest.approx(train_l1["lad"], rel=1e-6)
+
+
+def test_a_streamed_fit_draws_a_sample_and_says_so(streamed: StreamedFit) -> None:
+    log_dir = streamed.folder / "lightning_logs/default/version_0"
+    assert sorted(p.stem for p in log_dir.glob("*.png")) == sorted(streamed.figures) == FIT_FIGURES
+    data = streamed.figures["1_data"]
+    assert data.get_suptitle() == "The data: a sample of 500 of 2,400 train and 500 of 600 test rows"
+    for ax in data.axes:  # y against each feature: the sample's rows
+        assert {c.get_label(): len(c.get_offsets()) for c in ax.collections} == {"train data": 500, "test data": 500}
+    x, y = streamed.datamodule().sample("train")
+    np.testing.assert_allclose(data.axes[1].collections[0].get_offsets(), np.column_stack([x[:, 1], y[:, 0]]))
+
+
+def test_predict_and_export_from_the_checkpoint_of_a_streamed_fit(
+    streamed: StreamedFit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["predict", "--ckpt_path", str(streamed.checkpoint), "--trainer.enable_progress_bar", "false"])
+    out = capsys.readouterr().out
+    path = Path(out.split("predictions: ")[1].split(" (")[0])
+    with open(path) as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["x0", "x1", "y_pred", "y_true", "abs_error"] and len(rows) == 600  # the test split
+    x = torch.tensor([[float(row["x0"]), float(row["x1"])] for row in rows])
+    torch.testing.assert_close(x, torch.from_numpy(streamed.rows()[1][:, :2]).float())
+    task = LinearRegressionTask.load_from_checkpoint(streamed.checkpoint)
+    torch.testing.assert_close(torch.tensor([float(row["y_pred"]) for row in rows]), task(x)[:, 0].detach())
+
+    rows_x, source = held_out_rows(str(streamed.checkpoint))
+    assert source == "a sample of 500 of the 600 rows of the test split of ParquetRegressionData"
+    assert rows_x is not None and torch.equal(rows_x, streamed.datamodule().sample("test")[0].float())
+    main(["export", "--ckpt_path", str(streamed.checkpoint), "--format", "exported", "--out", "model.pt2"])
+    out = capsys.readouterr().out
+    assert f"parity: torch.export.load vs the checkpoint on {source}: max |difference|" in out
+    assert Path("model.pt2").is_file()
+
+
+def test_build_report_is_the_same_for_the_same_rows_in_memory_and_streamed(tmp_path: Path) -> None:
+    path = write_parquet_dataset(str(tmp_path / "d"), rows=1000, features=3, row_group_rows=128)
+    streamed = ParquetRegressionData(str(path), "y")
+    in_memory = InMemory(pq.read_table(path))
+    in_memory.setup("fit")
+    learned = LinearFit(torch.tensor([0.6, 0.5, 0.4]), torch.tensor([0.2]))
+    reports = [build_report(learned, None, data) for data in (in_memory, streamed)]
+    assert reports[0]["rows"] == reports[1]["rows"] == {"train": 800, "test": 200, "baseline_fit": 800}
+    flat = [numbers(report["models"]) for report in reports]
+    assert flat[0].keys() == flat[1].keys()
+    for key, value in flat[0].items():  # float64 both ways: the same to rounding (L1 on rows in another order)
+        assert flat[1][key] == pytest.approx(value, rel=1e-7, abs=1e-9), key
+
+    # Larger splits, in memory as streamed: OLS, MSE and R² still over every row, LAD and L1 on a sample.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("lit_linreg.data.SAMPLE_ROWS", 300)
+        small = build_report(learned, None, in_memory)
+    assert small["rows"] == {"train": 800, "test": 200, "baseline_fit": 267} and small["sample"]["test"] == 200
+    for split in ("train", "test"):
+        assert small["models"]["ols"][split]["mse"] == reports[0]["models"]["ols"][split]["mse"]
+        assert small["models"]["learned"][split]["r2"] == reports[0]["models"]["learned"][split]["r2"]
+    assert small["models"]["ols"]["weight"] == reports[0]["models"]["ols"]["weight"]
+
+
+class InMemory(RegressionDataModule):
+    """The rows of a pyarrow table (columns x..., y) as tensors: the in-memory path."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__()
+        self.table = table
+
+    @property
+    def num_features(self) -> int:
+        return self.table.num_columns - 1
+
+    def build_rows(self) -> tuple[Tensor, Tensor]:
+        columns = [torch.from_numpy(column.to_numpy()) for column in self.table.columns]
+        return torch.stack(columns[:-1], 1), columns[-1].unsqueeze(1)
+
+
+def numbers(models: dict) -> dict[str, float]:
+    """Every number of a report's ``models``, by its path (``lad.test.mae``, ``ols.weight.0``)."""
+    flat: dict[str, float] = {}
+    for name, model in models.items():
+        if model is None:
+            continue
+        flat.update({f"{name}.weight.{i}": w for i, w in enumerate(model["weight"])})
+        flat[f"{name}.bias"] = model["bias"]
+        flat.update({f"{name}.{split}.{m}": model[split][m] for split in ("train", "test") for m in model[split]})
+    return flat
+
+
+def test_make_data_writes_csv_or_parquet(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["make-data", "--format", "parquet", "--out", "p", "--rows", "300", "--features", "2"])
+    assert capsys.readouterr().out == "wrote p: 300 rows of x0, x1 -> y in 1 Parquet file(s)\n"
+    assert pq.read_table("p").column_names == ["x0", "x1", "y"]
+    for fmt in ([], ["--format=csv"]):
+        main(["make-data", *fmt, "--rows", "20", "--out", "a.csv", "--new_rows_out", "b.csv"])
+        assert capsys.readouterr().out.startswith("wrote a.csv (20 rows: x1, x2, x3 -> y")
+    for args, given in ((["--format", "json"], "'json'"), (["--rows", "5", "--format"], "''")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["make-data", *args])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == f"lit-linreg: error: make-data --format must be csv or parquet, got {given}\n"

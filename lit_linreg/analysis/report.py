@@ -9,52 +9,54 @@ import math
 
 from torch import Tensor
 
-from lit_linreg.analysis.baselines import (
-    LinearFit,
-    least_absolute_deviations,
-    ordinary_least_squares,
-    regression_errors,
-)
+from lit_linreg.analysis.baselines import LinearFit, least_absolute_deviations, regression_errors
 from lit_linreg.console import fixed_width, format_value
-from lit_linreg.data import default_feature_names
+from lit_linreg.data import SAMPLE_ROWS, RegressionDataModule, default_feature_names
 
-MAX_BASELINE_ROWS = 200_000  # larger training splits: OLS and LAD are fitted on evenly spaced rows, at most this many
 MODEL_LABELS = {"learned": "learned", "true": "true", "ols": "OLS", "lad": "LAD"}
 ERRORS = (("train", "mae"), ("test", "mae"), ("test", "mse"))  # the table's error columns, beside test R²
+SPLITS = ("train", "test")
 
 
-def build_report(learned: LinearFit | None, truth: LinearFit | None, splits: dict[str, tuple[Tensor, Tensor]]) -> dict:
+def build_report(learned: LinearFit | None, truth: LinearFit | None, data: RegressionDataModule) -> dict:
     """The report's content: each model's parameters and its MAE/MSE/R² on the training and test splits (float64).
 
-    ``splits`` are the data's float64 splits, ``datamodule.exact_splits()``: a CSV file's own values, not their float32
-    rounding. OLS and LAD are fitted on the training split (on at most ``MAX_BASELINE_ROWS`` of its rows, evenly
-    spaced).
+    The same for data in memory and streamed: OLS is exact over every training row (``data.exact_ols()``), and so are
+    each split's MSE and R² (``data.exact_mse``, ``data.moments``). LAD is fitted, and every L1 (MAE) measured, on
+    ``data.sample(split)``: every row of a small split, a sample of a large one (their counts are ``sample``).
     """
-    data = {name: splits[name] for name in ("train", "test")}
-    x_fit, y_fit = baseline_rows(*data["train"])
+    samples = {split: data.sample(split) for split in SPLITS}
+    moments = {split: data.moments(split) for split in SPLITS}
     fits = {
         "learned": learned,
         "true": truth,
-        "ols": ordinary_least_squares(x_fit, y_fit),
-        "lad": least_absolute_deviations(x_fit, y_fit),
+        "ols": LinearFit(*data.exact_ols()),
+        "lad": least_absolute_deviations(*samples["train"]),
     }
+
+    def errors(fit: LinearFit, split: str) -> dict[str, float | None]:
+        mse, variance = data.exact_mse(fit.weight, fit.bias, split), float(moments[split].cov[-1, -1])
+        mae = regression_errors(fit, *samples[split])["mae"]
+        return _finite({"mae": mae, "mse": mse, "r2": 1 - mse / variance if variance > 0 else math.nan})
+
     models = {
         name: None
         if fit is None
         else {
             "weight": fit.weight.double().tolist(),
             "bias": fit.bias.double().item(),
-            **{split: _finite(regression_errors(fit, *data[split])) for split in ("train", "test")},
+            **{split: errors(fit, split) for split in SPLITS},
         }
         for name, fit in fits.items()
     }
-    rows = {"train": len(data["train"][0]), "test": len(data["test"][0]), "baseline_fit": len(x_fit)}
-    return {"rows": rows, "models": models}
+    rows = {split: moments[split].count for split in SPLITS}
+    sample = {split: len(samples[split][1]) for split in SPLITS}
+    return {"rows": {**rows, "baseline_fit": sample["train"]}, "sample": sample, "models": models}
 
 
 def baseline_rows(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """What OLS and LAD are fitted on: at most ``MAX_BASELINE_ROWS`` evenly spaced rows, in float64 on the CPU."""
-    stride = math.ceil(len(x) / MAX_BASELINE_ROWS)  # evenly spaced rows: views, and fair to sorted data too
+    """At most ``SAMPLE_ROWS`` evenly spaced rows, in float64 on the CPU: what LAD is fitted on."""
+    stride = math.ceil(len(x) / SAMPLE_ROWS)  # evenly spaced rows: views, and fair to sorted data too
     return x[::stride].detach().cpu().double(), y[::stride].detach().cpu().double()
 
 

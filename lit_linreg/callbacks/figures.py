@@ -102,7 +102,9 @@ class FigureWriter(LossHistory):
     ``3_predictions_after_training.png`` for the evaluated model; predict: ``5_predictions.png`` beside
     ``predictions.csv``. Each goes into the run's log directory and, under ``figures/<name>``, to every logger that
     can ``add_image`` (TensorBoard's IMAGES tab). With several features, the data and predict figures plot y against
-    each feature side by side, and the test split's predictions are plotted against the true y.
+    each feature side by side, and the test split's predictions are plotted against the true y. A split is drawn
+    from at most ``MAX_POINTS`` of its rows (``datamodule.sample``); the data figure's title says when they are a
+    sample.
 
     Args:
         enabled: draw the figures (false: record and draw nothing, e.g. for benchmarks)
@@ -122,8 +124,8 @@ class FigureWriter(LossHistory):
             return
         super().on_train_start(trainer, pl_module)
         self._before_training = None
-        test = _rows(trainer).get("test")
-        if test is not None and trainer.is_global_zero:  # after any checkpoint restore, before the first step
+        test = _rows(trainer).get("test") if trainer.is_global_zero else None
+        if test is not None:  # after any checkpoint restore, before the first step
             when = "before training" if trainer.ckpt_path is None else f"resumed at epoch {trainer.current_epoch:,}"
             title = f"Predictions on the test split {when}\n{_describe(trainer, pl_module)}"
             self._before_training = (_predict(pl_module, test[0]), title, trainer.global_step)
@@ -140,12 +142,17 @@ class FigureWriter(LossHistory):
         if not self._start_drawing(trainer):
             return
         rows, model, datamodule = _rows(trainer), _describe(trainer, pl_module), attached_datamodule(trainer)
-        if rows and datamodule is not None:  # rows come from a RegressionDataModule's splits
+        if rows and datamodule is not None:  # rows come from a RegressionDataModule
             truth = _truth(trainer)
             line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
-            *others, last = [f"{len(datamodule.splits[name][1]):,} {name}" for name in rows]
+            counts = {name: datamodule.moments(name).count for name in rows}
+            sampled = any(len(y) < counts[name] for name, (_, y) in rows.items())
+            *others, last = [
+                f"{len(y):,} of {counts[name]:,} {name}" if sampled else f"{counts[name]:,} {name}"
+                for name, (_, y) in rows.items()
+            ]
             sizes = f"{', '.join(others)} and {last}" if others else last
-            self._draw(trainer, "1_data", rows, None, f"The data: {sizes} rows{line}")
+            self._draw(trainer, "1_data", rows, None, f"The data: {'a sample of ' * sampled}{sizes} rows{line}")
         if self._before_training is not None:
             predictions, title, step = self._before_training
             self._draw_test(trainer, "2_predictions_before_training", rows, predictions, title, step)
@@ -264,13 +271,13 @@ class FigureWriter(LossHistory):
 
 
 def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:
-    """The datamodule's splits, thinned for plotting; val only when it is a split of its own (not the test split)."""
+    """At most MAX_POINTS rows of each split, for plotting (``datamodule.sample``: a whole small split, evenly spaced
+    rows in memory, a seeded sample when streamed); val only when it is a split of its own (not the test split)."""
     datamodule = attached_datamodule(trainer)
     if datamodule is None:
         return {}
-    splits = datamodule.splits
     names = ("train", "val", "test") if datamodule.val_split else ("train", "test")
-    return {name: (_thin(splits[name][0]), _thin(splits[name][1])) for name in names if name in splits}
+    return {name: datamodule.sample(name, MAX_POINTS) for name in names}
 
 
 def _thin(rows: Tensor) -> Tensor:
@@ -279,11 +286,11 @@ def _thin(rows: Tensor) -> Tensor:
 
 
 def _predict(pl_module: L.LightningModule, x: Tensor) -> np.ndarray:
-    """The model's predictions for ``x`` (rows of the data, on the model's device), in eval mode without autograd."""
+    """The model's predictions for ``x`` (rows of the data), in eval mode without autograd."""
     training = pl_module.training
     pl_module.eval()
     with torch.inference_mode():
-        y = pl_module(x)
+        y = pl_module(x.to(pl_module.device, torch.float32))  # as the loaders give it
     pl_module.train(training)
     return _numpy(y[:, 0])
 

@@ -68,7 +68,7 @@ class RunReport(Callback):
     ) -> dict[str, float]:
         log_dir = trainer.log_dir  # a collective under DDP: every process asks before rank zero writes
         datamodule = attached_datamodule(trainer)
-        if not (self.baselines and trainer.is_global_zero and datamodule is not None and datamodule.splits):
+        if not (self.baselines and trainer.is_global_zero and datamodule is not None):
             return {}
         coefficients = getattr(pl_module, "coefficients", None)  # a linear model's (weight, bias)
         learned = LinearFit(*coefficients()) if callable(coefficients) else None
@@ -80,18 +80,21 @@ class RunReport(Callback):
             **build_report(
                 learned,
                 None if truth is None else LinearFit(*truth),
-                datamodule.splits,
+                datamodule,
             ),
         }
         if stage == "fit" and report["models"].get("learned"):
-            report["convergence"] = convergence(report["models"], datamodule.splits["train"][1])
+            report["convergence"] = convergence(report["models"], datamodule.sample("train")[1])
         header, rows = report_table(report)
-        fitted, train = report["rows"]["baseline_fit"], report["rows"]["train"]
-        sample = "" if fitted == train else f" (every {math.ceil(train / fitted)}th of the {train:,})"
-        pl_module.print(
-            f"baselines: OLS and LAD fitted in float64 on {fitted:,} training rows{sample}; "
-            f"L1 = mean absolute error, the training loss"
-        )
+        counts, sample = report["rows"], report["sample"]
+        if all(sample[split] == counts[split] for split in sample):
+            fitted = f"OLS and LAD fitted in float64 on {counts['train']:,} training rows"
+        else:
+            fitted = (
+                f"OLS exact over all {counts['train']:,} training rows (float64 normal equations); LAD and L1 on a "
+                f"sample of {sample['train']:,} training and {sample['test']:,} test rows"
+            )
+        pl_module.print(f"baselines: {fitted}; L1 = mean absolute error, the training loss")
         pl_module.print(format_console(header, rows))
         for logger in trainer.loggers:
             experiment: Any = getattr(logger, "experiment", None)  # a logger's own object, if it has one
@@ -136,8 +139,8 @@ CONVERGED = 0.02  # a fit converged when its train L1 is within 2 % of the exact
 
 def convergence(models: dict[str, Any], y: Tensor) -> dict[str, Any]:
     """Did training reach the optimum of its own loss? The learned train L1 against exact LAD's, the lowest a line
-    reaches; within ``CONVERGED`` of it, plus that fraction of y's mean absolute deviation (data on an exact line
-    have LAD's L1 0)."""
+    reaches on the same rows; within ``CONVERGED`` of it, plus that fraction of the mean absolute deviation of ``y``
+    (those rows' targets; data on an exact line have LAD's L1 0)."""
     learned, lad = models["learned"]["train"]["mae"], models["lad"]["train"]["mae"]
     spread = float((y.double() - y.double().median()).abs().mean())
     return {

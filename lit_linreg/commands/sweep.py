@@ -135,7 +135,7 @@ class Sweep:
         truth = cli.datamodule.true_parameters()
         self.truth = None if truth is None else (format_numbers(truth[0].tolist()), format_numbers(truth[1].tolist()))
         if self.lowest is None:
-            self.lowest = lowest_l1_loss(*cli.datamodule.splits["train"])
+            self.lowest = lowest_l1_loss(*cli.datamodule.sample("train"))
         return Run(lr, curves, *classify(curves["train loss"][1], self.lowest), weight, bias, note)
 
     def find_lr(self, out: Path) -> float | None:

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from lit_linreg.data import RegressionDataModule, Seed
+from lit_linreg.data import Moments, RegressionDataModule, Seed
 from lit_linreg.errors import UserError, one_line, require
 
 SPLITS = ("train", "val", "test")
@@ -33,59 +33,6 @@ Batch = tuple[Tensor, Tensor]
 # cuts them. One epoch of 8M rows, batch 8192, interleaved runs on the 2 shared cores here: 0.75x (1 worker) and
 # 0.57x (2 workers) of the in-memory rate with 1 batch per block, 0.80x and 0.72x with 16.
 BLOCK_BATCHES = 16
-
-
-class Moments:
-    """Row count, mean and centred cross-products of the columns ``[x, y]`` in float64, one chunk at a time.
-
-    Chunks merge by the pairwise update of Chan, Golub and LeVeque (1979): each chunk is centred on its own mean
-    first, so nothing cancels the way raw sums of squares do when the mean is large against the spread.
-    """
-
-    def __init__(self, columns: int) -> None:
-        self.count = 0
-        self.mean = np.zeros(columns)
-        self.m2 = np.zeros((columns, columns))
-
-    def update(self, block: np.ndarray) -> None:
-        """Add the rows of ``block`` (rows, columns)."""
-        if not len(block):
-            return
-        block = block.astype(np.float64)
-        mean = block.mean(0)
-        centred = block - mean
-        delta, total = mean - self.mean, self.count + len(block)
-        self.m2 += centred.T @ centred + np.outer(delta, delta) * (self.count * len(block) / total)
-        self.mean += delta * (len(block) / total)
-        self.count = total
-
-    @property
-    def cov(self) -> np.ndarray:
-        """The population covariance of the columns."""
-        return self.m2 / self.count
-
-    def ols(self) -> tuple[np.ndarray, float]:
-        """The least-squares (weight, bias) of the last column on the others, from the normal equations.
-
-        They are solved in correlation form (scaled to unit variances), which keeps their condition number that of
-        the features' correlation matrix; constant features get weight 0.
-        """
-        cov = self.cov
-        scale = np.sqrt(np.diag(cov)[:-1])
-        varying = scale > 0
-        weight = np.zeros(len(scale))
-        if not varying.any():
-            return weight, float(self.mean[-1])
-        s = scale[varying]
-        corr = cov[:-1, :-1][np.ix_(varying, varying)] / np.outer(s, s)
-        weight[varying] = np.linalg.lstsq(corr, cov[:-1, -1][varying] / s, rcond=None)[0] / s
-        return weight, float(self.mean[-1] - self.mean[:-1] @ weight)
-
-    def mse(self, weight: np.ndarray, bias: float) -> float:
-        """The mean squared error of y ≈ x·weight + bias over these rows: the residual's variance plus its mean²."""
-        v = np.append(-weight, 1.0)
-        mean = float(self.mean @ v) - bias
-        return float(v @ self.cov @ v) + mean**2
 
 
 class _Piece(NamedTuple):

@@ -25,6 +25,8 @@ from lit_linreg.storage.config_files import config_file_error
 from lit_linreg.task import LinearRegressionTask
 from lit_linreg.yaml_limits import check_yaml
 
+PARITY_ROWS = 10_000  # the most test rows that export's parity check predicts
+
 
 def run_checkpoint_dir(config: str | None = None) -> Path:
     """The folder whose ``last.ckpt``/``best`` the aliases name: as ``lit-linreg predict --config <config>``."""
@@ -114,9 +116,10 @@ def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:
 
 
 def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
-    """The x of the checkpoint's test split, rebuilt from its data settings, and where the rows came from.
+    """Up to ``PARITY_ROWS`` x of the checkpoint's test split (``datamodule.sample``), rebuilt from its data
+    settings, and where the rows came from.
 
-    None (and the reason) when the data cannot be rebuilt here, e.g. a CSV file that is no longer at its path.
+    None (and the reason) when the data cannot be rebuilt here, e.g. a data file that is no longer at its path.
     """
     checkpoint = load_checkpoint_file(ckpt_path)
     data = data_config(checkpoint, ckpt_path)
@@ -127,10 +130,14 @@ def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
     try:
         datamodule = cls(**data["init_args"])
         datamodule.setup("test")
+        x = datamodule.sample("test", PARITY_ROWS)[0].float()
+        rows = datamodule.moments("test").count
     except (UserError, OSError, TypeError) as err:
         return None, " ".join(str(err).split())
-    x = datamodule.splits["test"][0].cpu().float()
-    return x, f"the test split of {data['class_path'].rpartition('.')[2]} ({len(x)} rows)"
+    split = f"the test split of {class_name}"
+    return x, f"{split} ({rows:,} rows)" if len(
+        x
+    ) == rows else f"a sample of {len(x):,} of the {rows:,} rows of {split}"
 
 
 def predictions(task: LinearRegressionTask, x: Tensor) -> Tensor:
