@@ -351,6 +351,7 @@ def make_data(
     noise_std: float = 0.05,
     outliers: float = 0.05,
     seed: int = 0,
+    scale: float = 1.0,
 ) -> None:
     """Write an example CSV, y = 0.7*x1 - 0.2*x2 + 0.03*x3 + 0.3 + noise with a few outliers, and a CSV of new rows
     (features only) to predict. Then: lit-linreg fit --config configs/csv_example.yaml
@@ -363,10 +364,14 @@ def make_data(
         noise_std: standard deviation of the Gaussian noise on y
         outliers: fraction of rows whose y is shifted up by 2 to 6
         seed: the data's seed
+        scale: multiplies y (noise and outliers included): e.g. 200 for a target in the hundreds, as real tables have
     """
     require(rows > 0 and new_rows > 0, f"--rows and --new_rows must be > 0, got {rows}, {new_rows}")
     require(math.isfinite(noise_std) and noise_std >= 0, f"--noise_std must be >= 0, got {noise_std}")
     require(0 <= outliers <= 1, f"--outliers must be a fraction between 0 and 1, got {outliers}")
+    require(
+        math.isfinite(scale) and scale != 0 and abs(scale) <= 1e30, f"--scale must be a non-zero number, got {scale}"
+    )
     for option, path in (("--out", out), ("--new_rows_out", new_rows_out)):
         require(
             not Path(path).is_dir(), f"{option} {path} is a folder; give a file path, e.g. {Path(path) / 'example.csv'}"
@@ -384,6 +389,7 @@ def make_data(
     y = x @ weights + EXAMPLE_BIAS + noise_std * torch.randn(rows, generator=generator, dtype=torch.float64)
     shifted = torch.rand(rows, generator=generator, dtype=torch.float64) < outliers
     y += shifted * (2 + 4 * torch.rand(rows, generator=generator, dtype=torch.float64))
+    y *= scale
     names = list(EXAMPLE_FEATURES)
     write_csv(out, [*names, "y"], [*x.T, y])
     write_csv(new_rows_out, names, list(features(new_rows).T))
