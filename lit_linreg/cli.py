@@ -5,19 +5,13 @@ Run: lit-linreg fit --config configs/base.yaml
 
 from __future__ import annotations
 
-import errno
-import importlib
 import json
-import logging
-import signal
 import sys
-import warnings
-from argparse import ArgumentError, RawDescriptionHelpFormatter
+from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 from typing import Any
 
-import yaml
-from jsonargparse import DefaultHelpFormatter, Namespace, set_loader
+from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -32,13 +26,11 @@ from lit_linreg.callbacks import (
 )
 from lit_linreg.data import RegressionDataModule, Seed, SyntheticRegressionData
 from lit_linreg.errors import UserError, one_line, require
-from lit_linreg.launch import COMMANDS, description, fail, top_level, traceback_wanted
 from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
 from lit_linreg.storage.config_files import check_config_files
-from lit_linreg.storage.files import STORAGE_FIXES, shown_path, storage_error
+from lit_linreg.storage.files import shown_path
 from lit_linreg.storage.runs import CHECKPOINT_ALIASES, RunFolders, checkpoint_dir, find_checkpoint, run_name
 from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
-from lit_linreg.yaml_limits import load_yaml
 
 # The options that are groups of options, each set in a config file by a mapping (True: or by a class path).
 CONFIG_SECTIONS = {
@@ -326,89 +318,5 @@ def _option_value(argv: list[str], option: str) -> str | None:
     return None
 
 
-def as_user_error(error: BaseException, command: str = "") -> UserError | None:
-    """The user error behind ``error``, or None for a bug: a :class:`UserError` (also one a library re-raised),
-    a command line or config that does not parse, a full disk or a read-only folder, Lightning's check of a setting,
-    or Ctrl-C."""
-    if isinstance(error, ArgumentError):  # jsonargparse's own message, which names the option
-        return UserError(f"{one_line(str(error)).rstrip('.')}; see `lit-linreg {command}--help`")
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, UserError):
-            return cause
-        if isinstance(cause, OSError) and cause.errno in STORAGE_FIXES:
-            return storage_error(cause)
-        if isinstance(cause, OSError) and cause.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
-            return UserError(f"{cause.filename or 'a path'}: {cause.strerror}; give a shorter or existing path")
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(error, MisconfigurationException):
-        return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `lit-linreg <command> --help`)")
-    if isinstance(error, KeyboardInterrupt):
-        return UserError("interrupted by Ctrl-C", exit_code=130)
-    return None
-
-
-def main(args: list[str] | None = None) -> None:
-    """``lit-linreg`` once started (:func:`lit_linreg.launch.main` hands over here): ``main(["fit", "--config",
-    "configs/base.yaml"])`` runs in-process.
-
-    A problem the user can fix ends as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``, and
-    exit status 2 (130 after Ctrl-C); a command line that does not parse prints LightningCLI's usage and error lines.
-    ``--verbose`` anywhere on the command line, or ``LIT_LINREG_VERBOSE=1``, shows the full traceback instead.
-    """
-    argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
-    verbose = traceback_wanted(argv)
-    argv = [a for a in argv if a != "--verbose"]
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    caught = warnings.catch_warnings()
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        caught.__enter__()
-        if sigterm == signal.SIG_DFL:  # one line, not a silent death (a fit's GracefulInterrupt takes over in training)
-            signal.signal(signal.SIGTERM, _stopped_by_sigterm)
-        if not verbose:  # for this command only: Lightning's info lines (the hardware, the seed, a tip) and a
-            for logger in loggers:  # deprecation inside Lightning 2.6 on torch 2.13 that no user can act on
-                logger.setLevel(logging.WARNING)
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-            for resumed in (r"Checkpoint directory .* exists and is not empty", r"The dirpath has changed from"):
-                warnings.filterwarnings("ignore", message=resumed)  # a resume, in its folder or the next version
-        set_loader("yaml", load_yaml, exceptions=(yaml.YAMLError,))  # config files and values, read with limits
-        top_level(argv)
-        if argv[0] in COMMANDS:
-            module, _, function = COMMANDS[argv[0]][0].partition(":")
-            getattr(importlib.import_module(module), function)(argv[1:])
-            return
-        LitLinregCLI(
-            args=argv,
-            parser_kwargs={
-                "prog": "lit-linreg",
-                "description": description(),
-                "exit_on_error": False,
-                "formatter_class": HelpFormatter,
-            },
-        )
-    except BaseException as err:
-        command = f"{argv[0]} " if argv and not argv[0].startswith("-") else ""
-        error = None if verbose or isinstance(err, SystemExit) else as_user_error(err, command)
-        if error is None:
-            raise
-        fail(error)
-    finally:
-        if sigterm == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, sigterm)
-        caught.__exit__(None, None, None)
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-def _stopped_by_sigterm(signum: int, frame: object) -> None:
-    raise UserError("stopped by SIGTERM", exit_code=143)
-
-
 class HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """jsonargparse's help, with the description printed as written: one command a line."""
-
-
-if __name__ == "__main__":
-    main()

@@ -1,18 +1,23 @@
 """Start-up: the ``lit-linreg`` command's entry point, light enough to answer at once.
 
 ``lit-linreg --help`` and a missing or unknown command are answered here, without torch or Lightning (seconds to
-import); every other command goes to :func:`lit_linreg.cli.main`. Until then, Ctrl-C or SIGTERM ends the start-up in
+import); every other command goes to :func:`run`. Until then, Ctrl-C or SIGTERM ends the start-up in
 one line (exit status 130 or 143). The command table and the top-level help live here, and :mod:`lit_linreg.cli` uses
 them too.
 """
 
 from __future__ import annotations
 
+import errno
+import importlib
+import logging
 import os
 import shutil
 import signal
 import sys
 import textwrap
+import warnings
+from argparse import ArgumentError
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import NoReturn
@@ -48,11 +53,11 @@ class Stopped(BaseException):
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Entry point of ``lit-linreg`` and ``python -m lit_linreg``, in the main thread: :func:`top_level`, else
-    :func:`lit_linreg.cli.main`, imported with Ctrl-C and SIGTERM ending the start-up in one line.
+    """Entry point of ``lit-linreg`` and ``python -m lit_linreg``: :func:`top_level`, else :func:`run`, with Ctrl-C
+    and SIGTERM ending the start-up in one line. ``main(["fit", "--config", "configs/base.yaml"])`` runs in-process.
 
-    The previous signal handlers are back before ``lit_linreg.cli.main`` runs: it turns Ctrl-C into one line itself,
-    and a fit's ``GracefulInterrupt`` handles both signals while it trains.
+    The previous signal handlers are back before :func:`run` runs: it turns Ctrl-C into one line itself, and a fit's
+    ``GracefulInterrupt`` handles both signals while it trains.
     """
     argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
     previous = {number: signal.getsignal(number) for number in SIGNALS}
@@ -60,9 +65,8 @@ def main(args: Sequence[str] | None = None) -> None:
         if handler is not signal.SIG_IGN:  # what the shell has us ignore (a background job's Ctrl-C) stays ignored
             signal.signal(number, _stop)
     try:
-        if not traceback_wanted(argv):  # else lit_linreg.cli.main shows even a mistyped command's traceback
+        if not traceback_wanted(argv):  # else run() shows even a mistyped command's traceback
             top_level(argv)
-        from lit_linreg.cli import main as run
     except UserError as error:
         fail(error)
     except Stopped as stopped:
@@ -72,6 +76,87 @@ def main(args: Sequence[str] | None = None) -> None:
         for number, handler in previous.items():
             signal.signal(number, handler)
     run(argv)
+
+
+def run(argv: list[str]) -> None:
+    """Run the command of ``argv``: one of :data:`COMMANDS`, or fit, validate, test or predict through
+    ``lit_linreg.cli.LitLinregCLI``.
+
+    A problem the user can fix ends as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``, and
+    exit status 2 (130 after Ctrl-C, 143 after SIGTERM). ``--verbose`` anywhere on the command line, or
+    ``LIT_LINREG_VERBOSE=1``, shows the full traceback instead. Lightning's info lines (the hardware, the seed, a tip)
+    and a deprecation inside Lightning 2.6 on torch 2.13 that no user can act on are kept off this command's output.
+    """
+    verbose = traceback_wanted(argv)
+    argv = [a for a in argv if a != "--verbose"]
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    sigterm = signal.getsignal(signal.SIGTERM)
+    with warnings.catch_warnings():
+        try:
+            if sigterm == signal.SIG_DFL:  # one line, not a silent death (in training, GracefulInterrupt takes over)
+                signal.signal(signal.SIGTERM, _stopped_by_sigterm)
+            if not verbose:
+                for logger in loggers:
+                    logger.setLevel(logging.WARNING)
+                warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+                for resumed in (r"Checkpoint directory .* exists and is not empty", r"The dirpath has changed from"):
+                    warnings.filterwarnings("ignore", message=resumed)  # a resume, in its folder or the next version
+            import yaml
+            from jsonargparse import set_loader
+
+            from lit_linreg.yaml_limits import load_yaml
+
+            set_loader("yaml", load_yaml, exceptions=(yaml.YAMLError,))  # config files and values, with limits
+            top_level(argv)
+            if argv[0] in COMMANDS:
+                module, _, function = COMMANDS[argv[0]][0].partition(":")
+                getattr(importlib.import_module(module), function)(argv[1:])
+                return
+            from lit_linreg.cli import HelpFormatter, LitLinregCLI
+
+            parser_kwargs = {"prog": "lit-linreg", "description": description(), "exit_on_error": False}
+            LitLinregCLI(args=argv, parser_kwargs={**parser_kwargs, "formatter_class": HelpFormatter})
+        except BaseException as err:
+            command = f"{argv[0]} " if argv and not argv[0].startswith("-") else ""
+            error = None if verbose or isinstance(err, SystemExit) else as_user_error(err, command)
+            if error is None:
+                raise
+            fail(error)
+        finally:
+            if sigterm == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, sigterm)
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def _stopped_by_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise UserError("stopped by SIGTERM", exit_code=143)
+
+
+def as_user_error(error: BaseException, command: str = "") -> UserError | None:
+    """The user error behind ``error``, or None for a bug: a :class:`UserError` (also one a library re-raised),
+    a command line or config that does not parse, a full disk or a read-only folder, a path too long, Lightning's
+    check of a setting, or Ctrl-C."""
+    if isinstance(error, ArgumentError):  # jsonargparse's own message, which names the option
+        return UserError(f"{one_line(str(error)).rstrip('.')}; see `lit-linreg {command}--help`")
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, UserError):
+            return cause
+        if isinstance(cause, OSError):
+            from lit_linreg.storage.files import STORAGE_FIXES, storage_error  # here: it imports numpy
+
+            if cause.errno in STORAGE_FIXES:
+                return storage_error(cause)
+        if isinstance(cause, OSError) and cause.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
+            return UserError(f"{cause.filename or 'a path'}: {cause.strerror}; give a shorter or existing path")
+        cause = cause.__cause__ or cause.__context__
+    if type(error).__name__ == "MisconfigurationException":  # Lightning's own check of a setting
+        return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `lit-linreg {command}--help`)")
+    if isinstance(error, KeyboardInterrupt):
+        return UserError("interrupted by Ctrl-C", exit_code=130)
+    return None
 
 
 def _stop(number: int, frame: FrameType | None) -> NoReturn:

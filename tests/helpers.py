@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lit_linreg.cli import main
+from lit_linreg.launch import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

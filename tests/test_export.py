@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
+from lit_linreg.launch import main
 
 from .deploy_helpers import poisoned, trained
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS

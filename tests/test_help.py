@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lit_linreg.cli import COMMANDS, LitLinregCLI
-from lit_linreg.launch import TRAINER_COMMANDS
+from lit_linreg.cli import LitLinregCLI
+from lit_linreg.launch import COMMANDS, TRAINER_COMMANDS
 
 from .bad_inputs import error_line
 from .helpers import CONFIGS, run

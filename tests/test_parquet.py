@@ -25,12 +25,12 @@ from torch import Tensor
 import lit_linreg.callbacks.figures
 from lit_linreg.analysis.baselines import LinearFit
 from lit_linreg.analysis.report import build_report
-from lit_linreg.cli import main
 from lit_linreg.data import RegressionDataModule
 from lit_linreg.datasets.parquet import ParquetBatches, ParquetRegressionData, write_parquet_dataset
 from lit_linreg.datasets.parquet import main as parquet_main
 from lit_linreg.deploy.model_io import held_out_rows
 from lit_linreg.errors import UserError
+from lit_linreg.launch import main
 from lit_linreg.task import LinearRegressionTask
 
 CLASS_PATH = "lit_linreg.datasets.parquet.ParquetRegressionData"

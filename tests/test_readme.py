@@ -2,9 +2,9 @@
 
 A transcript is ``$ command`` lines, each followed by what that command prints. The blocks run in README order in
 one directory that starts as a fresh clone does (``configs/`` and nothing else), the way a newcomer follows the
-README: ``lit-linreg ...`` in-process through ``lit_linreg.cli.main`` (what the installed command runs; its stdout and
-stderr, without the lines Lightning prints through its loggers), ``lit-linreg serve`` as a real server on a free port
-(the README's 8000 stands for it), and every other command (``curl``, ``printf``, ``head``, ``sed``) in bash. What
+README: ``lit-linreg ...`` in-process through ``lit_linreg.launch.main`` (what the installed command runs; its stdout
+and stderr, without the lines Lightning prints through its loggers), ``lit-linreg serve`` as a real server on a free
+port (the README's 8000 stands for it), and every other command (``curl``, ``printf``, ``head``, ``sed``) in bash. What
 a command prints is then compared with what the README shows, line by line:
 
 - ``...`` on a line of its own stands for any number of lines;
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_linreg.cli import main
+from lit_linreg.launch import main
 
 from .deploy_helpers import Server
 from .helpers import ROOT

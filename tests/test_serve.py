@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_linreg.cli import main
 from lit_linreg.deploy import load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, MAX_ROWS
+from lit_linreg.launch import main
 
 from .deploy_helpers import Server, group_processes, poisoned, predict, request, trained
 from .helpers import TUTORIAL_PREDICTIONS

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from jsonargparse import ActionConfigFile, ArgumentParser, get_loader, set_loader
 
 from lit_linreg import yaml_limits
-from lit_linreg.cli import main
 from lit_linreg.errors import UserError
+from lit_linreg.launch import main
 from lit_linreg.yaml_limits import MAX_CHARS, MAX_DEPTH, load_yaml
 
 from .helpers import CONFIGS

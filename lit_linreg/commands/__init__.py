@@ -16,7 +16,7 @@ def command_parser(
     """A parser with one option per parameter of ``function`` (but ``skip``), typed by its annotations.
 
     The description is the docstring's text above ``Args:``, each option's help its ``Args:`` entry. A bad command
-    line raises ``ArgumentError``, which ``lit_linreg.cli.main`` prints as one line.
+    line raises ``ArgumentError``, which ``lit_linreg.launch.main`` prints as one line.
     """
     doc = docstring_parser.parse(function.__doc__ or "")
     text = "\n\n".join(part for part in (doc.short_description, doc.long_description) if part)

@@ -36,7 +36,7 @@ class PredictAPI(ls.LitAPI):
         self.server_pid = os.getpid()  # the process that starts this worker
 
     def setup(self, device: str) -> None:
-        from lit_linreg.deploy.serve import die_with_parent
+        from lit_linreg.deploy.processes import die_with_parent
 
         die_with_parent(self.server_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops this one

@@ -6,7 +6,6 @@ Run: lit-linreg serve --ckpt_path checkpoints/base/version_0/last.ckpt
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import math
 import multiprocessing
@@ -18,6 +17,7 @@ import threading
 import time
 
 from lit_linreg.deploy.options import parse_function_arguments, require_extra
+from lit_linreg.deploy.processes import tie_forked_children
 from lit_linreg.errors import UserError, require
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds to
@@ -85,7 +85,7 @@ def serve(
             f"POST {address}/predict, GET {address}/health; Ctrl-C or SIGTERM stops it"
         )
         threading.Thread(target=_announce_when_ready, args=(host, port, stop, line), daemon=True).start()
-        _tie_forked_children()
+        tie_forked_children()
         try:
             server.run(host=host, port=port, log_level="warning", generate_client_file=False)
         except RuntimeError as err:  # LitServe: "One or more workers failed to start"
@@ -101,39 +101,6 @@ def serve(
 
 
 _MAIN_PID = os.getpid()
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def die_with_parent(parent: int) -> None:
-    """End this process when ``parent``, the process that started it, ends, even by SIGKILL.
-
-    Linux: the kernel sends this process SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls the
-    parent's pid. Either way, a parent that ended before this call ends this process at once.
-    """
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    else:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.2)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _tie_forked_children() -> None:
-    """Every process forked from now on (LitServe's queue manager and HTTP server, which share the listening socket)
-    dies with the process that forked it. The model worker, which LitServe spawns, ties itself in its ``setup``."""
-    forking = os.getpid()
-
-    def before() -> None:
-        nonlocal forking
-        forking = os.getpid()
-
-    os.register_at_fork(before=before, after_in_child=lambda: die_with_parent(forking))
 
 
 def _terminate(signum: int, frame: object) -> None:
