@@ -97,8 +97,6 @@ def run(argv: list[str]) -> None:
             if sigterm == signal.SIG_DFL:  # one line, not a silent death (in training, GracefulInterrupt takes over)
                 signal.signal(signal.SIGTERM, _stopped_by_sigterm)
             if not verbose:
-                for logger in loggers:
-                    logger.setLevel(logging.WARNING)
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
                 for resumed in (r"Checkpoint directory .* exists and is not empty", r"The dirpath has changed from"):
                     warnings.filterwarnings("ignore", message=resumed)  # a resume, in its folder or the next version
@@ -111,9 +109,15 @@ def run(argv: list[str]) -> None:
             top_level(argv)
             if argv[0] in COMMANDS:
                 module, _, function = COMMANDS[argv[0]][0].partition(":")
-                getattr(importlib.import_module(module), function)(argv[1:])
+                command = getattr(importlib.import_module(module), function)
+                for logger in loggers if not verbose else []:  # after the import: Lightning sets its level on its own
+                    logger.setLevel(logging.WARNING)
+                command(argv[1:])
                 return
             from lit_linreg.cli import HelpFormatter, LitLinregCLI
+
+            for logger in loggers if not verbose else []:  # after the import: importing Lightning sets its level
+                logger.setLevel(logging.WARNING)
 
             parser_kwargs = {"prog": "lit-linreg", "description": description(), "exit_on_error": False}
             LitLinregCLI(args=argv, parser_kwargs={**parser_kwargs, "formatter_class": HelpFormatter})

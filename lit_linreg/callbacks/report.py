@@ -96,15 +96,20 @@ class RunReport(Callback):
             )
         pl_module.print(f"baselines: {fitted}; L1 = mean absolute error, the training loss")
         pl_module.print(format_console(header, rows))
+        markdown = format_markdown(header, rows)
+        verdict = report.get("convergence")
+        if verdict:  # the same verdict as the warning and report.json
+            state = "converged" if verdict["converged"] else "**not converged**"
+            learned, lad = verdict["learned_train_l1"], verdict["lad_train_l1"]
+            markdown += f"\n\n{state}: learned train L1 {learned:.6g}, exact LAD's {lad:.6g}"
         for logger in trainer.loggers:
             experiment: Any = getattr(logger, "experiment", None)  # a logger's own object, if it has one
             if hasattr(experiment, "add_text"):
-                experiment.add_text("report", format_markdown(header, rows), trainer.global_step)
+                experiment.add_text("report", markdown, trainer.global_step)
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
         target = Path(directory or log_dir or trainer.default_root_dir) / "report.json"
         self.path = atomic_write(target, lambda file: file.write(text.encode()))
         pl_module.print(f"report: {shown_path(self.path)}")
-        verdict = report.get("convergence")
         if verdict and not verdict["converged"]:
             pl_module.print(
                 f"warning: training stopped at {verdict['ratio'] or math.inf:.3g}x the lowest train L1 a line "
