@@ -272,7 +272,7 @@ class LitLinregCLI(LightningCLI):
         """``trainer.fit``, except for a resume whose checkpoint already trained every epoch asked for."""
         path = kwargs.get("ckpt_path")
         if path:
-            done = load_checkpoint_file(path)["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
+            done = load_checkpoint_file(path)["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
             asked = self.trainer.max_epochs
             if asked is not None and asked != -1 and done >= asked:
                 print(
