@@ -48,6 +48,7 @@ PARQUET_MEMORY_ROWS ?= 0
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/baselines_bench.py
 	$(BIN)/python benchmarks/parquet_bench.py --memory-rows $(PARQUET_MEMORY_ROWS)
 
 tensorboard: setup

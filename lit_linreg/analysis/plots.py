@@ -137,6 +137,7 @@ def predicted_vs_true_figure(
 ) -> Figure:
     """Predicted against true y on equal axes, with the line y = x that a perfect model's points would lie on."""
     fig, ax = single_axes(title)
+    fig.set_size_inches(5.0, 5.2)  # near square: equal axes in the usual 7 x 4.5 inches leave wide empty margins
     both = np.concatenate([y_true, y_pred])
     low, high = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
     pad = 0.05 * (high - low or 1.0)

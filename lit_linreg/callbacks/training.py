@@ -89,14 +89,16 @@ class DivergenceGuard(Callback):
     Args:
         max_growth: how many times the first epoch's training loss a loss may reach before the fit counts as
             diverged (null: only NaN/inf count)
+        warn: warn at the end of a fit whose training loss did not fall by 1 % (lr-sweep turns it off: it compares
+            the rates itself)
     """
 
-    def __init__(self, max_growth: float | None = 1000.0) -> None:
+    def __init__(self, max_growth: float | None = 1000.0, warn: bool = True) -> None:
         require(
             max_growth is None or (math.isfinite(max_growth) and max_growth > 1),
             f"divergence.max_growth must be a finite number > 1, or null (only NaN/inf count), got {max_growth!r}",
         )
-        self.max_growth = max_growth
+        self.max_growth, self.warn = max_growth, warn
         self.first_loss: float | None = None  # the run's first train_loss; travels in its checkpoints
         self._first_epoch = 0
         self._checked_step = -1
@@ -145,6 +147,8 @@ class DivergenceGuard(Callback):
         """A fit whose training loss barely fell (under 1 %) gets a warning that names the learning rate."""
         last, first = logged(trainer, "train_loss"), self.first_loss
         if first is None or last is None or trainer.current_epoch - self._first_epoch < 2 or last <= 0.99 * first:
+            return
+        if not self.warn:
             return
         cause = "too large (the steps overshoot)" if last > first else "too small (the steps barely move)"
         pl_module.print(

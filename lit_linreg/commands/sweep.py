@@ -49,6 +49,8 @@ QUIET_RUN = [
     "false",
     "--divergence.max_growth",
     "null",  # the sweep reports divergence itself, as a status
+    "--divergence.warn",
+    "false",  # and whether the loss fell
 ]
 
 
