@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from torch import Tensor
 from tqdm import tqdm
@@ -13,16 +12,6 @@ def echo(message: str) -> None:
     """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
-
-
-def shown_path(path: str | Path | None) -> str:
-    """``path`` relative to the current directory when it lies below it (as the user would type it), else as is."""
-    if not path:
-        return "-"
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 SIGNIFICANT_DIGITS = 6  # a fixed-point number shows at most this many (or ``decimals`` decimals, when fewer)

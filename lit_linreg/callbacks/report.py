@@ -163,7 +163,8 @@ def run_settings(trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -
     setting of lit-linreg's data classes."""
     datamodule = attached_datamodule(trainer)
     data = dict(datamodule.hparams) if datamodule is not None else {}
-    settings: dict[str, Any] = dict.fromkeys(SETTINGS)
+    model = {key: value for key, value in pl_module.hparams.items() if not isinstance(value, (list, dict))}
+    settings: dict[str, Any] = {**dict.fromkeys(SETTINGS), **model, **dict.fromkeys(data_settings())}  # the columns
     settings.update(
         command=stage,
         max_epochs=trainer.max_epochs if stage == "fit" else None,
@@ -171,10 +172,8 @@ def run_settings(trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -
         data=None if datamodule is None else type(datamodule).__name__,
         ckpt_path=None if trainer.ckpt_path is None else shown_path(trainer.ckpt_path),
     )
-    settings.update({key: value for key, value in pl_module.hparams.items() if not isinstance(value, (list, dict))})
-    settings.update({key: value for key, value in data.items() if not isinstance(value, (list, dict))})
-    for name in data_settings():
-        settings.setdefault(name, None)
+    settings.update(model)
+    settings.update({k: v for k, v in data.items() if k in settings and not isinstance(v, (list, dict))})
     return {key: "-" if value is None else plain(value) for key, value in settings.items()}
 
 
