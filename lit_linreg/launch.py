@@ -67,6 +67,10 @@ def main(args: Sequence[str] | None = None) -> None:
     try:
         if not traceback_wanted(argv):  # else run() shows even a mistyped command's traceback
             top_level(argv)
+        # The command's module, torch and Lightning included, imported while a signal still ends in one line: a
+        # KeyboardInterrupt inside an extension module's import can break the interpreter's own exit.
+        command = COMMANDS.get(argv[0], ("lit_linreg.cli:",))[0] if argv else "lit_linreg.cli:"
+        importlib.import_module(command.partition(":")[0])
     except UserError as error:
         fail(error)
     except Stopped as stopped:
