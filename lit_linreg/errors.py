@@ -8,8 +8,6 @@ from lit-linreg, so every layer can use it.
 from __future__ import annotations
 
 import codecs
-import math
-from collections.abc import Iterable
 
 
 class UserError(ValueError):
@@ -24,15 +22,6 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`UserError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise UserError(message)
-
-
-def require_finite(name: str, value: float | Iterable[float]) -> None:
-    """Every number in ``value`` must be finite (not NaN or ±inf)."""
-    values = list(value) if isinstance(value, Iterable) else [value]
-    require(
-        all(isinstance(v, (int, float)) and math.isfinite(v) for v in values),
-        f"{name} must be finite numbers, got {value!r}",
-    )
 
 
 def one_line(message: str) -> str:

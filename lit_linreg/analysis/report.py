@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lit_linreg.analysis.baselines import LinearFit, least_absolute_deviations, regression_errors
 from lit_linreg.console import fixed_width, format_value
-from lit_linreg.data import SAMPLE_ROWS, RegressionDataModule, default_feature_names
+from lit_linreg.data import RegressionDataModule, default_feature_names
 
 MODEL_LABELS = {"learned": "learned", "true": "true", "ols": "OLS", "lad": "LAD"}
 ERRORS = (("train", "mae"), ("test", "mae"), ("test", "mse"))  # the table's error columns, beside test R²
@@ -54,15 +54,10 @@ def build_report(learned: LinearFit | None, truth: LinearFit | None, data: Regre
     return {"rows": {**rows, "baseline_fit": sample["train"]}, "sample": sample, "models": models}
 
 
-def baseline_rows(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """At most ``SAMPLE_ROWS`` evenly spaced rows, in float64 on the CPU: what LAD is fitted on."""
-    stride = math.ceil(len(x) / SAMPLE_ROWS)  # evenly spaced rows: views, and fair to sorted data too
-    return x[::stride].detach().cpu().double(), y[::stride].detach().cpu().double()
-
-
 def lowest_l1_loss(x: Tensor, y: Tensor) -> float:
-    """The lowest L1 loss (MAE) that a linear model reaches on these rows: the exact LAD fit's."""
-    return regression_errors(least_absolute_deviations(*baseline_rows(x, y)), x, y)["mae"]
+    """The lowest L1 loss (MAE) that a linear model reaches on these rows (``data.sample(split)``): the exact LAD
+    fit's."""
+    return regression_errors(least_absolute_deviations(x, y), x, y)["mae"]
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
