@@ -167,6 +167,9 @@ def test_lr_sweep_with_the_lr_finder(drawn, capsys: pytest.CaptureFixture[str]) 
     assert re.search(rf"^ +{suggestion:g} \| .* \(lr_find\)$", out, re.MULTILINE)
     assert {"lrs.png", "lr_find.png"} == {p.name for p in Path("sweep").iterdir()}
     assert drawn["lr_find.png"].axes[0].get_xscale() == "log" and len(drawn["lrs.png"].axes) == 2
+    # The curve starts at the untrained loss (0.312881), not at the finder's biased 0.158, and falls from there.
+    lrs, losses = drawn["lr_find.png"].axes[0].lines[0].get_data()
+    assert abs(losses[0] - 0.312881) < 1e-4 and np.all(np.diff(losses[: np.searchsorted(lrs, suggestion)]) <= 1e-6)
 
 
 def test_lr_sweep_refuses_model_lr(capsys: pytest.CaptureFixture[str]) -> None:

@@ -249,7 +249,7 @@ def gradient_figure(
 def lr_finder_figure(lrs: np.ndarray, losses: np.ndarray, suggestion: float | None, *, title: str) -> Figure:
     """Lightning's learning-rate finder: the smoothed training loss against the (log-scaled) learning rate."""
     fig, ax = single_axes(title)
-    ax.plot(lrs, losses, lw=1.5, label="smoothed training loss")
+    ax.plot(lrs, losses, lw=1.5, label="smoothed training loss (bias-corrected)")
     if suggestion is not None:
         ax.axvline(suggestion, color="r", ls="--", label=f"suggestion lr={suggestion:.3g}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="loss")

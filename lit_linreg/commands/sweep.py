@@ -148,7 +148,7 @@ class Sweep:
             raise UserError("Lightning's learning-rate finder does not run with --trainer.fast_dev_run; drop it")
         suggestion = finder.suggestion()
         suggestion = None if suggestion is None else float(f"{suggestion:.3g}")
-        lrs, losses = (np.array(finder.results[key], dtype=float) for key in ("lr", "loss"))
+        lrs, losses = np.array(finder.results["lr"], dtype=float), np.array(unbiased(finder.results["loss"]))
         shown = np.isfinite(losses)  # the finder's last step can blow up: plot the steps with a loss to show
         lrs, losses = lrs[shown], losses[shown]
         save_png(lr_finder_figure(lrs, losses, suggestion, title="Lightning's learning-rate finder"), out)
@@ -160,6 +160,18 @@ class Sweep:
                 "lr, so its curve mixes in the progress made at earlier rates: a starting point, to check here"
             )
         return suggestion
+
+
+def unbiased(smoothed: list[float], beta: float = 0.98) -> list[float]:
+    """lr_find's smoothed losses with its running mean's bias corrected by the right step count.
+
+    Lightning 2.6's finder divides its running mean (``beta`` 0.98, started at 0) after step k by ``1 - beta**(k + 2)``
+    instead of ``1 - beta**(k + 1)``: it reads ``global_step`` after the update. Its first point is then half the
+    loss (0.158 for the tutorial's 0.313), and its curve rises before it falls. Only the figure uses the corrected
+    values; the suggestion is Lightning's own. tests/test_theory_sweep.py checks that the corrected first point is the
+    untrained loss, so a change of Lightning's formula shows there.
+    """
+    return [loss * (1 - beta ** (k + 2)) / (1 - beta ** (k + 1)) for k, loss in enumerate(smoothed)]
 
 
 def lr_sweep(
