@@ -21,6 +21,7 @@ from lit_linreg.callbacks import (
     EpochTable,
     FigureWriter,
     GracefulInterrupt,
+    LastCheckpoint,
     PredictionWriter,
     RunReport,
 )
@@ -103,7 +104,7 @@ class LitLinregCLI(LightningCLI):
                 "checkpoint.every_n_epochs": 1,
             }
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "last")
+        parser.add_lightning_class_args(LastCheckpoint, "last")
         parser.set_defaults(
             {
                 "last.filename": "last",

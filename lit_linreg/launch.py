@@ -104,6 +104,8 @@ def run(argv: list[str]) -> None:
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
                 for resumed in (r"Checkpoint directory .* exists and is not empty", r"The dirpath has changed from"):
                     warnings.filterwarnings("ignore", message=resumed)  # a resume, in its folder or the next version
+                if argv[:1] != ["fit"]:  # an evaluation restores no callback state: other checkpoint cadences are fine
+                    warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
             import yaml
             from jsonargparse import set_loader
 

@@ -3,13 +3,14 @@ LightningModule that logs ``train_loss`` and ``val_loss`` (they read ``trainer.c
 
 from lit_linreg.callbacks.figures import FigureWriter, LossHistory
 from lit_linreg.callbacks.report import PredictionWriter, RunReport
-from lit_linreg.callbacks.training import DivergenceGuard, EpochTable, GracefulInterrupt
+from lit_linreg.callbacks.training import DivergenceGuard, EpochTable, GracefulInterrupt, LastCheckpoint
 
 __all__ = [
     "DivergenceGuard",
     "EpochTable",
     "FigureWriter",
     "GracefulInterrupt",
+    "LastCheckpoint",
     "LossHistory",
     "PredictionWriter",
     "RunReport",

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from jsonargparse.typing import NonNegativeInt
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from lit_linreg.console import fixed_width, format_weight
 from lit_linreg.errors import UserError, require
@@ -228,3 +228,28 @@ class GracefulInterrupt(Callback):
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
             self._previous = {}
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` for ``last.ckpt`` (no monitor) that also saves the epoch training stops at.
+
+    ``every_n_epochs`` bounds what a kill can lose; the epoch a fit ends with (``max_epochs``, ``max_steps``, or a stop
+    a callback asks for: Ctrl-C, SIGTERM, early stopping) is saved whatever the cadence, so ``last.ckpt`` is never
+    stale when a fit ends. Saved in ``on_train_epoch_end`` like any ModelCheckpoint, so a resume is bit-identical.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        every = self.every_n_epochs or 0
+        saved = every > 0 and (trainer.current_epoch + 1) % every == 0  # by Lightning, on its cadence
+        if saved or trainer.fast_dev_run or not _last_epoch(trainer):  # type: ignore[attr-defined]
+            return
+        self.best_model_path = self.format_checkpoint_name({})  # a monitor-less ModelCheckpoint's newest file
+        trainer.save_checkpoint(self.best_model_path)
+
+
+def _last_epoch(trainer: L.Trainer) -> bool:
+    """Whether the fit stops after this epoch (``should_stop`` is set by then: checkpoint callbacks run last)."""
+    max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+    max_steps = trainer.max_steps if trainer.max_steps != -1 else math.inf
+    return trainer.should_stop or trainer.current_epoch + 1 >= max_epochs or trainer.global_step >= max_steps

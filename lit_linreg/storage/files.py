@@ -18,7 +18,10 @@ from lit_linreg.errors import UserError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
-    """Write through ``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+    """Write through ``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    The fsync comes before the rename, so the name never points at data still unwritten.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
@@ -34,11 +37,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         if isinstance(err, OSError) and err.filename is None:
             err.filename = str(path)  # name the file the user knows, not the temporary one
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    # The folder is not fsynced: after a power cut the rename may be undone, leaving the previous file, whole.
     return path
 
 
