@@ -15,8 +15,7 @@ import time
 
 import torch
 
-from lit_linreg.analysis.baselines import LinearFit, least_absolute_deviations, ordinary_least_squares
-from lit_linreg.analysis.report import build_report
+from lit_linreg.report import LinearFit, build_report, least_absolute_deviations, ordinary_least_squares
 
 
 def data(rows: int, features: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -20,28 +20,13 @@ from bench import ROOT, litlinreg, quiet  # noqa: E402
 from recipes import bare_lightning_loop  # noqa: E402
 
 BASE = ("fit", "--config", str(ROOT / "configs" / "base.yaml"), "--figures.enabled", "false")
-STOCK_TENSORBOARD = (
-    "--trainer.logger",
-    "lightning.pytorch.loggers.TensorBoardLogger",
-    "--trainer.logger.save_dir",
-    "lightning_logs",
-)
-
 CHANGES = {
     "progress bar redrawn every step (Lightning's default)": ("--trainer.enable_progress_bar", "true"),
-    "a checkpoint every epoch (Lightning's default) instead of every 50": ("--checkpoint.every_n_epochs", "1"),
-    "TensorBoard: one event per scalar (Lightning's logger) instead of one per epoch": STOCK_TENSORBOARD,
+    "last.ckpt every epoch (Lightning's default) instead of every 50": ("--last.every_n_epochs", "1"),
+    "the best checkpoint checked every 50 epochs instead of every epoch": ("--checkpoint.every_n_epochs", "50"),
     "the four figures (drawn once, at the end)": ("--figures.enabled", "true"),
     "no TensorBoard logger at all": ("--trainer.logger", "false"),
 }
-
-
-def metric_epochs(metric, preds, target, epochs: int = 500) -> None:
-    """The task's metric work for ``epochs`` epochs of a train and a val stage: update, compute, reset each."""
-    for _ in range(2 * epochs):
-        metric.update(preds, target)
-        metric.compute()
-        metric.reset()
 
 
 def seconds(function) -> float:
@@ -63,21 +48,6 @@ def main() -> None:
         ]
         delta = statistics.median(deltas)
         print(f"{label:<80} {delta:+13.2f} {delta * 2:+9.2f}")
-
-    import torch
-    from lit_linreg.analysis.metrics import RegressionMetrics
-    from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
-
-    preds, target = torch.rand(40, 1), torch.rand(40, 1)
-    collection = MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})
-    ours = RegressionMetrics()
-    deltas = [
-        seconds(lambda: metric_epochs(collection, preds, target)) - seconds(lambda: metric_epochs(ours, preds, target))
-        for _ in range(args.repeats)
-    ]
-    delta = statistics.median(deltas)
-    label = "torchmetrics' MetricCollection(MAE, MSE, R²) instead of RegressionMetrics"
-    print(f"{label:<80} {delta:+13.2f} {delta * 2:+9.2f}")
 
     for keys in (1, 12):
         deltas = []

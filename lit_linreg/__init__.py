@@ -13,11 +13,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lit_linreg.checkpoints import load_task
     from lit_linreg.data import RegressionDataModule, SyntheticRegressionData
     from lit_linreg.datasets.csv import CSVRegressionData
     from lit_linreg.errors import UserError
     from lit_linreg.models import LinearRegression, ManualLinearRegression, build_model
-    from lit_linreg.storage.checkpoints import load_task
     from lit_linreg.task import LinearRegressionTask
 
 __all__ = [
@@ -42,7 +42,7 @@ _MODULES = {
     "SyntheticRegressionData": "lit_linreg.data",
     "UserError": "lit_linreg.errors",
     "build_model": "lit_linreg.models",
-    "load_task": "lit_linreg.storage.checkpoints",
+    "load_task": "lit_linreg.checkpoints",
 }
 
 

@@ -22,15 +22,22 @@ from lit_linreg.callbacks import (
     FigureWriter,
     GracefulInterrupt,
     LastCheckpoint,
-    PredictionWriter,
-    RunReport,
+)
+from lit_linreg.checkpoints import (
+    CHECKPOINT_ALIASES,
+    AtomicCheckpointIO,
+    RunFolders,
+    checkpoint_dir,
+    data_config,
+    find_checkpoint,
+    load_checkpoint_file,
+    run_name,
+    task_hyperparameters,
 )
 from lit_linreg.data import RegressionDataModule, Seed, SyntheticRegressionData
 from lit_linreg.errors import UserError, one_line, require
-from lit_linreg.storage.checkpoints import AtomicCheckpointIO, data_config, load_checkpoint_file, task_hyperparameters
-from lit_linreg.storage.config_files import check_config_files
-from lit_linreg.storage.files import shown_path
-from lit_linreg.storage.runs import CHECKPOINT_ALIASES, RunFolders, checkpoint_dir, find_checkpoint, run_name
+from lit_linreg.files import check_config_files, shown_path
+from lit_linreg.report import PredictionWriter, RunReport
 from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
 
 # The options that are groups of options, each set in a config file by a mapping (True: or by a class path).
@@ -48,7 +55,7 @@ CONFIG_SECTIONS = {
 
 
 class LitLinregCLI(LightningCLI):
-    """LightningCLI with lit-linreg's callbacks and run folders (see :mod:`lit_linreg.storage.runs`).
+    """LightningCLI with lit-linreg's callbacks and run folders (see :mod:`lit_linreg.checkpoints`).
 
     Checkpoints are Lightning's ``ModelCheckpoint``, twice: the best epoch by ``val_loss`` (the ``checkpoint``
     section) and ``last.ckpt``, the newest state, after every epoch (the ``last`` section). A ``--ckpt_path`` file (or

@@ -1,13 +1,21 @@
-"""Errors: the one error type for problems a user can fix, and ``require``.
+"""What the user reads: the one error type for problems a user can fix, ``require``, and the run's lines and numbers.
 
 ``lit-linreg`` prints a :class:`UserError` as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``,
-and exits with its ``exit_code``; any other exception is a bug and keeps its traceback. This module imports nothing
-from lit-linreg, so every layer can use it.
+and exits with its ``exit_code``; any other exception is a bug and keeps its traceback. Numbers are formatted the
+tutorial's way, and lines never tear a progress bar. This module imports nothing from lit-linreg (nor torch), so every
+layer can use it.
 """
 
 from __future__ import annotations
 
 import codecs
+import sys
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+if TYPE_CHECKING:  # type hints only: `lit-linreg --help` imports this module without torch
+    from torch import Tensor
 
 
 class UserError(ValueError):
@@ -45,3 +53,49 @@ def not_utf8(data: bytes) -> str | None:
             guess = ""
         return f"is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column {column}{guess})"
     return None
+
+
+def echo(message: str) -> None:
+    """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
+
+
+SIGNIFICANT_DIGITS = 6  # a fixed-point number shows at most this many (or ``decimals`` decimals, when fewer)
+
+
+def fixed_width(value: float, width: int, decimals: int, small: float = 0.0) -> str:
+    """``value`` right-aligned in ``width`` characters: up to ``decimals`` decimals, fewer when the integer part needs
+    the room or when they would pass 6 significant digits (``0.312881``, ``70.6123``, ``2645.30``; ``2645.3`` in 6
+    characters). Scientific notation only from 1e6 in magnitude, below ``small`` (0 but for weights: a loss of 1e-9
+    reads ``0.000000``), or where nothing else fits, so a table stays aligned whatever it holds (a diverging 1e30)."""
+    value += 0.0  # -0.0 reads 0.0
+    if not (abs(value) >= 1e6 or 0 < abs(value) < small):
+        integer_digits = len(str(int(abs(value)))) if abs(value) >= 1 else 0  # nan: 0; inf took the other branch
+        for digits in range(min(decimals, max(0, SIGNIFICANT_DIGITS - integer_digits)), -1, -1):
+            text = f"{value:{width}.{digits}f}"
+            if len(text) <= width:
+                return text
+    for digits in range(max(0, width - 6), -1, -1):
+        text = f"{value:{width}.{digits}e}"
+        if len(text) <= width:
+            return text
+    return text  # -1e-300 in 6 characters: one character too wide, still readable
+
+
+def format_value(value: float, width: int = 6, decimals: int = 4) -> str:
+    """A weight or bias: 4 decimals (``0.6954``, ``-0.2000``), fewer when its integer part needs the room (``70.612``),
+    scientific only from 1e6 or below 1e-4 in magnitude (``3e-05``); ``width`` characters, plus one for a minus sign."""
+    return fixed_width(value, width + (value < 0), decimals, small=1e-4)
+
+
+def format_weight(weight: Tensor) -> str:
+    """A weight or bias (:func:`format_value`), or a list of them for several features."""
+    values = [format_value(w) for w in weight.reshape(-1).tolist()]
+    return values[0] if len(values) == 1 else "[" + ", ".join(v.strip() for v in values) + "]"
+
+
+def shortest_text(values: Tensor) -> list[str]:
+    """Each value of a 1-D tensor as the shortest text that reads back as the same number in its dtype: float32's
+    24.3 is ``24.3`` (``%.9g`` writes ``24.2999992``), so a file's values are written as the file wrote them."""
+    return [str(value) for value in values.detach().cpu().numpy()]  # numpy's str of a scalar is its shortest form

@@ -109,7 +109,7 @@ def run(argv: list[str]) -> None:
             import yaml
             from jsonargparse import set_loader
 
-            from lit_linreg.yaml_limits import load_yaml
+            from lit_linreg.files import load_yaml
 
             set_loader("yaml", load_yaml, exceptions=(yaml.YAMLError,))  # config files and values, with limits
             top_level(argv)
@@ -155,7 +155,7 @@ def as_user_error(error: BaseException, command: str = "") -> UserError | None:
         if isinstance(cause, UserError):
             return cause
         if isinstance(cause, OSError):
-            from lit_linreg.storage.files import STORAGE_FIXES, storage_error  # here: it imports numpy
+            from lit_linreg.files import STORAGE_FIXES, storage_error  # here: it imports numpy
 
             if cause.errno in STORAGE_FIXES:
                 return storage_error(cause)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from lit_linreg.analysis.baselines import (
+from lit_linreg.report import (
     LinearFit,
     least_absolute_deviations,
     ordinary_least_squares,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_linreg.checkpoints import FORMAT, FORMAT_KEY, load_task
 from lit_linreg.errors import UserError
-from lit_linreg.storage.checkpoints import FORMAT, FORMAT_KEY, load_task
 from lit_linreg.task import LinearRegressionTask
 
 from .bad_inputs import error_line, fit_real_checkpoint, write_bad_checkpoints

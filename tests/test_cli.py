@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import re
 import subprocess
 import sys
@@ -16,9 +17,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata
 
-from lit_linreg.callbacks import RunReport
-from lit_linreg.callbacks.report import RESULTS, SETTINGS
 from lit_linreg.data import SyntheticRegressionData
+from lit_linreg.report import DATA_SETTINGS, RESULTS, SETTINGS, RunReport
 from lit_linreg.task import LinearRegressionTask
 
 from .helpers import CONFIGS, TUTORIAL_PREDICTIONS, run, run_subprocess, table_rows
@@ -268,6 +268,13 @@ def test_the_progress_bar_shows_numbers(capsys: pytest.CaptureFixture[str]) -> N
     bar = captured.out + captured.err
     assert re.search(r"train_loss=0\.\d+", bar) and re.search(r"val_loss=0\.\d+", bar), bar[-500:]
     assert "tensor(" not in bar
+
+
+def test_the_hparams_data_columns_are_every_setting_of_the_in_memory_data_classes() -> None:
+    from lit_linreg.datasets.csv import CSVRegressionData
+
+    classes = (SyntheticRegressionData, CSVRegressionData)
+    assert DATA_SETTINGS == tuple(dict.fromkeys(p for cls in classes for p in inspect.signature(cls).parameters))
 
 
 def test_a_plain_trainer_with_the_report_callback_shows_the_same_hparams_columns() -> None:

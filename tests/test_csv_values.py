@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from lit_linreg.analysis.baselines import ordinary_least_squares
 from lit_linreg.datasets.csv import CSVRegressionData, make_data
 from lit_linreg.errors import UserError
+from lit_linreg.report import ordinary_least_squares
 
 from .bad_inputs import error_line
 from .helpers import run

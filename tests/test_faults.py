@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_linreg.storage.checkpoints import AtomicCheckpointIO
+from lit_linreg.checkpoints import AtomicCheckpointIO
 from lit_linreg.task import LinearRegressionTask
 
 from .bad_inputs import error_line
@@ -25,7 +25,7 @@ from .helpers import CONFIGS, run, table_rows
 SAVER = """
 import itertools, os, sys
 import torch
-from lit_linreg.storage.checkpoints import AtomicCheckpointIO
+from lit_linreg.checkpoints import AtomicCheckpointIO
 
 payloads = [{"hyper_parameters": {"variant": "linear", "lr": 0.1}, "state_dict": {"w": torch.full((2**20,), v)}}
             for v in (1.0, 2.0)]
@@ -173,7 +173,7 @@ def test_a_loss_that_does_not_fall_gets_a_warning(capsys: pytest.CaptureFixture[
 
 
 def test_the_table_stays_readable_for_any_value(capsys: pytest.CaptureFixture[str]) -> None:
-    from lit_linreg.console import fixed_width, format_weight
+    from lit_linreg.errors import fixed_width, format_weight
 
     assert fixed_width(0.312881, 10, 6) == "  0.312881"
     assert len(fixed_width(5.0e28, 10, 6)) == 10 and fixed_width(5.0e28, 10, 6) == "5.0000e+28"
@@ -304,7 +304,7 @@ def test_a_read_only_folder_ends_in_one_line(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_enospc_at_a_checkpoint_write_keeps_the_earlier_checkpoints(capsys: pytest.CaptureFixture[str]) -> None:
-    import lit_linreg.storage.files as files
+    import lit_linreg.files as files
 
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "50", "--table.every_n_epochs", "0")
     last = Path("checkpoints/base/version_0/last.ckpt")

@@ -11,8 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import lit_linreg.callbacks.figures
-from lit_linreg.callbacks.figures import FigureWriter
+import lit_linreg.callbacks
+from lit_linreg.callbacks import FigureWriter
 from lit_linreg.cli import LitLinregCLI
 
 from .helpers import CONFIGS, run
@@ -25,13 +25,13 @@ FIT_FIGURES = ["1_data", "2_predictions_before_training", "3_predictions_after_t
 def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
     """The Figure behind each PNG the runs write, by file stem (the writer still saves them)."""
     figures: dict[str, Figure] = {}
-    save_png = lit_linreg.callbacks.figures.save_png
+    save_png = lit_linreg.callbacks.save_png
 
     def record(fig: Figure, path: Path) -> np.ndarray:
         figures[Path(path).stem] = fig
         return save_png(fig, path)
 
-    monkeypatch.setattr(lit_linreg.callbacks.figures, "save_png", record)
+    monkeypatch.setattr(lit_linreg.callbacks, "save_png", record)
     return figures
 
 
@@ -158,7 +158,7 @@ def test_a_resumed_fit_says_so_and_plots_its_own_epochs(drawn: dict[str, Figure]
 def test_minibatch_loss_curves_every_k_steps_and_thousands_separators(
     drawn: dict[str, Figure], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lit_linreg.callbacks.figures, "STEP_POINTS", 30)  # 80 steps in all: every 3rd
+    monkeypatch.setattr(lit_linreg.callbacks, "STEP_POINTS", 30)  # 80 steps in all: every 3rd
     cli = LitLinregCLI(
         args=["fit", *map(str, QUICK), "--model.variant", "linear", "--data.num_samples", "2000"]
         + ["--data.noise_std", "0.1", "--data.batch_size", "400"]  # 1,600 training rows: 4 steps per epoch

@@ -22,15 +22,14 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
 
-import lit_linreg.callbacks.figures
-from lit_linreg.analysis.baselines import LinearFit
-from lit_linreg.analysis.report import build_report
+import lit_linreg.callbacks
 from lit_linreg.data import RegressionDataModule
 from lit_linreg.datasets.parquet import ParquetBatches, ParquetRegressionData, write_parquet_dataset
 from lit_linreg.datasets.parquet import main as parquet_main
 from lit_linreg.deploy.model_io import held_out_rows
 from lit_linreg.errors import UserError
 from lit_linreg.launch import main
+from lit_linreg.report import LinearFit, build_report
 from lit_linreg.task import LinearRegressionTask
 
 CLASS_PATH = "lit_linreg.datasets.parquet.ParquetRegressionData"
@@ -317,7 +316,7 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> StreamedFit:
     folder = tmp_path_factory.mktemp("streamed")
     data = write_parquet_dataset(str(folder / "d"), rows=3000, features=2, row_group_rows=500)
     figures: dict[str, Figure] = {}
-    save_png = lit_linreg.callbacks.figures.save_png
+    save_png = lit_linreg.callbacks.save_png
 
     def record(fig: Figure, path: Path) -> np.ndarray:
         figures[Path(path).stem] = fig
@@ -327,7 +326,7 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> StreamedFit:
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.chdir(folder)
         patch.setattr("sys.argv", ["lit-linreg"])
-        patch.setattr(lit_linreg.callbacks.figures, "save_png", record)
+        patch.setattr(lit_linreg.callbacks, "save_png", record)
         main(
             ["fit", "--data.class_path", CLASS_PATH, "--data.path", str(data), "--data.target", "y"]
             + ["--data.standardize", "true", "--data.batch_size", "256", "--data.sample_rows", "500"]

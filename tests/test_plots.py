@@ -9,7 +9,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from PIL import Image
 
-from lit_linreg.analysis.plots import (
+from lit_linreg.plots import (
     CLOUD_POINTS,
     MAX_PANELS,
     LossPanel,

@@ -11,9 +11,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_linreg.analysis.report import format_console, format_markdown, report_table
-from lit_linreg.console import fixed_width, format_value, format_weight, shortest_text
 from lit_linreg.datasets.csv import CSVRegressionData
+from lit_linreg.errors import fixed_width, format_value, format_weight, shortest_text
+from lit_linreg.report import format_console, format_markdown, report_table
 from lit_linreg.task import LinearRegressionTask
 
 from .helpers import CONFIGS, run, run_subprocess

@@ -57,7 +57,7 @@ def test_import_lit_linreg_is_light_and_its_names_resolve_on_use() -> None:
     code = "import sys, lit_linreg; print(*sorted({m.partition('.')[0] for m in sys.modules}))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "lit_linreg" in loaded.stdout.split() and HEAVY.isdisjoint(loaded.stdout.split())
-    from lit_linreg.storage.checkpoints import load_task
+    from lit_linreg.checkpoints import load_task
     from lit_linreg.task import LinearRegressionTask
 
     assert lit_linreg.LinearRegressionTask is LinearRegressionTask and lit_linreg.load_task is load_task

@@ -1,4 +1,4 @@
-"""``lit_linreg.yaml_limits``: YAML bombs end in one clear line; other YAML loads exactly as jsonargparse loads it."""
+"""``lit_linreg.files``: YAML bombs end in one clear line; other YAML loads exactly as jsonargparse loads it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonargparse import ActionConfigFile, ArgumentParser, get_loader, set_loader
 
-from lit_linreg import yaml_limits
+from lit_linreg import files
 from lit_linreg.errors import UserError
+from lit_linreg.files import MAX_CHARS, MAX_DEPTH, load_yaml
 from lit_linreg.launch import main
-from lit_linreg.yaml_limits import MAX_CHARS, MAX_DEPTH, load_yaml
 
 from .helpers import CONFIGS
 
@@ -49,7 +49,7 @@ def test_each_breach_is_one_clear_line(text: str, words: str) -> None:
 
 
 def test_expansion_is_counted_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(yaml_limits, "MAX_VALUES", 100)
+    monkeypatch.setattr(files, "MAX_VALUES", 100)
     # a: 1 + 3 values; b: 1 + 3 * 4; c: 1 + 6 * 13 = 79; the mapping, its 3 keys and 4 + 13 + 79 values: 100.
     text = "a: &a [1, 2, 3]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b]"
     assert load_yaml(text) == JSONARGPARSE_YAML(text)

@@ -23,11 +23,11 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities.seed import isolate_rng
 
-from lit_linreg.analysis.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
-from lit_linreg.analysis.report import lowest_l1_loss
-from lit_linreg.callbacks.figures import LossHistory
+from lit_linreg.callbacks import LossHistory
 from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import UserError, require
+from lit_linreg.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
+from lit_linreg.report import lowest_l1_loss
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
@@ -127,7 +127,7 @@ class Sweep:
 
     def train(self, lr: float, note: str = "") -> Run:
         """One run with ``model.lr = lr``, classified by its training loss."""
-        cli = self.build("--model.lr", repr(lr), "--trainer.callbacks+=lit_linreg.callbacks.figures.LossHistory")
+        cli = self.build("--model.lr", repr(lr), "--trainer.callbacks+=lit_linreg.callbacks.LossHistory")
         cli.trainer.fit(cli.model, cli.datamodule)
         # Trainer sets its public ``callbacks`` list from a connector, not in its class body: type checkers miss it.
         history = next(c for c in cli.trainer.callbacks if isinstance(c, LossHistory))  # type: ignore[attr-defined]

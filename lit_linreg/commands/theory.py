@@ -15,9 +15,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from lit_linreg.analysis.plots import gradient_figure, save_png
 from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import require
+from lit_linreg.plots import gradient_figure, save_png
 
 Weight = TypeVar("Weight", np.ndarray, float)  # one weight, or an array of them
 

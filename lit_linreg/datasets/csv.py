@@ -15,7 +15,6 @@ from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveIn
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from lit_linreg.console import echo
 from lit_linreg.data import RegressionDataModule, Seed
 from lit_linreg.datasets.csv_reader import (
     FLOAT32_MAX,
@@ -27,8 +26,8 @@ from lit_linreg.datasets.csv_reader import (
     read_cells,
     read_head,
 )
-from lit_linreg.errors import UserError, require
-from lit_linreg.storage.files import write_csv
+from lit_linreg.errors import UserError, echo, require
+from lit_linreg.files import write_csv
 
 UNWRITABLE = (",", '"', "\n", "\r")  # characters that a name in predictions.csv's header cannot hold
 

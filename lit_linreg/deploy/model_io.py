@@ -2,7 +2,7 @@
 
 ``--ckpt_path last|best`` names the run's checkpoint folder as ``lit-linreg predict`` does: ``checkpoints/<run>/``
 under ``trainer.default_root_dir`` (``.``), where ``<run>`` is the ``--config`` file's ``run_name``, else its stem,
-else ``default``, and ``checkpoint.dirpath`` in the config wins over both (``storage.runs.run_name`` and
+else ``default``, and ``checkpoint.dirpath`` in the config wins over both (``checkpoints.run_name`` and
 ``checkpoint_dir``, which the CLI uses too). Every file is read weights-only through the project's
 trusted-checkpoint checks.
 """
@@ -17,13 +17,18 @@ import torch
 import yaml
 from torch import Tensor
 
+from lit_linreg.checkpoints import (
+    CHECKPOINT_ALIASES,
+    checkpoint_dir,
+    data_config,
+    find_checkpoint,
+    load_checkpoint_file,
+    run_name,
+)
 from lit_linreg.datasets.csv_reader import is_number, read_head
 from lit_linreg.errors import UserError
-from lit_linreg.storage import runs
-from lit_linreg.storage.checkpoints import data_config, load_checkpoint_file
-from lit_linreg.storage.config_files import config_file_error
+from lit_linreg.files import check_yaml, config_file_error
 from lit_linreg.task import LinearRegressionTask
-from lit_linreg.yaml_limits import check_yaml
 
 PARITY_ROWS = 10_000  # the most test rows that export's parity check predicts
 
@@ -41,16 +46,16 @@ def run_checkpoint_dir(config: str | None = None) -> Path:
             raise UserError(problem)
         settings = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     root = Path((settings.get("trainer") or {}).get("default_root_dir") or ".")
-    name = runs.run_name(settings.get("run_name"), [config] if config else [])
-    return runs.checkpoint_dir(root, name, (settings.get("checkpoint") or {}).get("dirpath"))
+    name = run_name(settings.get("run_name"), [config] if config else [])
+    return checkpoint_dir(root, name, (settings.get("checkpoint") or {}).get("dirpath"))
 
 
 def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     """The checkpoint file that ``--ckpt_path`` names: ``last``, ``best`` (of the ``--config``'s run) or a file."""
     directory = run_checkpoint_dir(config)  # also checks the config file, wherever the checkpoint is
-    if ckpt_path not in runs.CHECKPOINT_ALIASES:
+    if ckpt_path not in CHECKPOINT_ALIASES:
         return ckpt_path
-    path = runs.find_checkpoint(directory, ckpt_path)
+    path = find_checkpoint(directory, ckpt_path)
     if path is None:
         without = (
             ""

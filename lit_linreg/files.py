@@ -1,23 +1,175 @@
-"""Config files given with ``--config``: the mistakes that YAML or jsonargparse accept silently or report poorly.
+"""Files: one atomic writer, and config files read with limits.
 
-Each is one line naming the file and line: not UTF-8, not YAML (a tab where YAML allows only spaces), empty, not a
-mapping of options, a key set twice (YAML would keep the last), a section such as ``model:`` left null or given a
-value instead of options, a number too large for a float (``1e400`` would become inf). The file is composed (parsed
-into nodes that keep their line numbers), never constructed, so nothing in it runs.
+- :func:`atomic_write`: a temporary file, fsync, rename, so an interrupted write leaves the previous file or the new
+  one, never a torn one. Every file lit-linreg writes goes through it.
+- :func:`check_yaml` / :func:`load_yaml`: YAML with its size, nesting depth and alias expansion bounded (a 1 KB
+  "billion laughs" file, or a list that contains itself, would hang whatever walks it). The text's events are counted
+  (libyaml's parser: no nodes built, no alias expanded) before anything loads it; ``load_yaml`` is jsonargparse's own
+  loader behind that check, installed per command by ``lit_linreg.launch``. Importing this module changes nothing.
+- :func:`check_config_files`: the mistakes in a ``--config`` file that YAML or jsonargparse accept silently or report
+  poorly, each one line naming the file and line: not UTF-8, not YAML (a tab), empty, not a mapping, a key set twice,
+  a section left null or given a value, a number too large for a float. The file is composed, never constructed.
 """
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
 import yaml
+from jsonargparse import get_loader
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lit_linreg.errors import UserError, not_utf8
-from lit_linreg.yaml_limits import check_yaml
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Write through ``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    The fsync comes before the rename, so the name never points at data still unwritten.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the usual permissions, less the umask
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # name the file the user knows, not the temporary one
+        raise
+    # The folder is not fsynced: after a power cut the rename may be undone, leaving the previous file, whole.
+    return path
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence[Tensor]) -> Path:
+    """Write equal-length 1-D columns as a CSV file with ``header``, atomically."""
+    table = np.column_stack([c.detach().cpu().double().numpy() for c in columns])
+
+    def write(file: BinaryIO) -> None:
+        np.savetxt(file, table, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
+
+    return atomic_write(path, write)
+
+
+def shown_path(path: str | os.PathLike | None) -> str:
+    """``path`` relative to the current directory when it lies below it (as the user would type it), else as is."""
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+STORAGE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space there, or point --trainer.default_root_dir at another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space, or point --trainer.default_root_dir elsewhere",
+    errno.EROFS: "that file system is read-only: point --trainer.default_root_dir at a writable folder",
+    errno.EACCES: "permission denied: make it writable, or point --trainer.default_root_dir elsewhere",
+    errno.EPERM: "permission denied: make it writable, or point --trainer.default_root_dir elsewhere",
+}
+
+
+def storage_error(error: OSError, path: str | os.PathLike | None = None) -> UserError:
+    """One line for a file that cannot be written: what happened to which path, and the fix."""
+    fix = STORAGE_FIXES.get(
+        error.errno or 0, "check the disk and the folder, or point --trainer.default_root_dir elsewhere"
+    )
+    return UserError(f"cannot write {error.filename or path or 'a file'} ({error.strerror or error}): {fix}")
+
+
+MAX_CHARS = 16 * 2**20  # 16 Mi characters: a config is a few hundred; 100,000 predict_x values about 2 Mi
+MAX_DEPTH = 100  # levels of nesting: lit-linreg's options need 4
+MAX_VALUES = 2_000_000  # values (scalars, lists and mappings) once every alias is expanded
+_JSONARGPARSE_YAML = get_loader("yaml")  # jsonargparse's default loader, read before anyone replaces it
+_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml's own limit (1,000), which [[[... on one line hits first
+_OPENS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def check_yaml(text: str, where: str, lines: bool = True) -> None:
+    """Raise :class:`UserError` if the YAML ``text`` (``where``: e.g. ``config file x.yaml``) is over
+    :data:`MAX_CHARS` characters, nests deeper than :data:`MAX_DEPTH`, holds an alias of a node that contains it, or
+    expands to more than :data:`MAX_VALUES` values; ``lines``: name the line. Text that is not YAML passes: the loader
+    reports that itself."""
+    if len(text) > MAX_CHARS:
+        raise UserError(
+            f"{where} is {len(text):,} characters long, over the limit of {MAX_CHARS:,} for YAML; put large data "
+            f"in a CSV file (data.csv_path) instead"
+        )
+
+    def at(mark: yaml.Mark) -> str:
+        return f"{where} line {mark.line + 1}" if lines else where
+
+    sizes: dict[str, int] = {}  # anchor -> values in its node, aliases expanded
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, count before it) of each list or mapping being read
+    count = 0
+    try:
+        for event in yaml.parse(text, Loader=_PARSER):
+            if isinstance(event, yaml.AliasEvent):
+                if any(anchor == event.anchor for anchor, _ in open_nodes):
+                    raise UserError(
+                        f"{at(event.start_mark)}: the alias *{event.anchor} stands for a node that contains it (a "
+                        f"recursive alias), which no option value can be; write the value out instead"
+                    )
+                count += sizes.get(event.anchor, 0)  # an undefined alias: the loader reports it
+            elif isinstance(event, yaml.ScalarEvent):
+                count += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, _OPENS):
+                open_nodes.append((event.anchor, count))
+                count += 1
+                if len(open_nodes) > MAX_DEPTH:
+                    raise _too_deep(at(event.start_mark))
+            elif isinstance(event, _CLOSES):
+                anchor, before = open_nodes.pop()
+                if anchor is not None:
+                    sizes[anchor] = count - before
+            if count > MAX_VALUES:
+                raise UserError(
+                    f"{at(event.start_mark)}: it stands for more than {MAX_VALUES:,} values once its aliases are "
+                    f"expanded (a 'billion laughs'), the limit for YAML; use fewer aliases or values"
+                )
+    except yaml.YAMLError as err:
+        if getattr(err, "problem", None) == _LIBYAML_TOO_DEEP:
+            raise _too_deep(at(err.problem_mark)) from None
+
+
+def _too_deep(location: str) -> UserError:
+    return UserError(
+        f"{location}: lists and mappings nest more than {MAX_DEPTH} levels deep, the limit for YAML; no option needs "
+        f"that: flatten it"
+    )
+
+
+def load_yaml(stream: str, path: str = "") -> Any:
+    """jsonargparse's YAML loader after :func:`check_yaml`; ``path`` is the config file's name, when it is one.
+
+    A text that jsonargparse's loader crashes on is a ``yaml.YAMLError`` here, as any other text that is no value."""
+    check_yaml(stream, f"config file {path}" if path else "an option's value", lines=bool(path))
+    try:
+        return _JSONARGPARSE_YAML(stream)
+    except TypeError as err:  # jsonargparse 4.53 on a mapping whose one key is null ("&a:", "? "): not an option value
+        raise yaml.YAMLError(f"a mapping whose only key is null ({err})") from err
+
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _NUMBER = re.compile(r"[-+]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][-+]?\d+)?")

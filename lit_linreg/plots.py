@@ -22,7 +22,7 @@ from matplotlib.image import imsave
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
 
-from lit_linreg.storage.files import atomic_write
+from lit_linreg.files import atomic_write
 
 DPI = 100
 LEGEND_INCHES = 0.45  # the strip under a single_axes figure that holds its legend

@@ -1,1 +1,0 @@
-"""Analysis: exact baselines (OLS, LAD), the end-of-run report, and the figures as pure functions."""
