@@ -58,7 +58,8 @@ class LitLinregCLI(LightningCLI):
     """LightningCLI with lit-linreg's callbacks and run folders (see :mod:`lit_linreg.checkpoints`).
 
     Checkpoints are Lightning's ``ModelCheckpoint``, twice: the best epoch by ``val_loss`` (the ``checkpoint``
-    section) and ``last.ckpt``, the newest state, after every epoch (the ``last`` section). A ``--ckpt_path`` file (or
+    section) and ``last.ckpt``, the newest state, every ``every_n_epochs`` and at the epoch a fit stops at (the
+    ``last`` section, a :class:`~lit_linreg.callbacks.LastCheckpoint`). A ``--ckpt_path`` file (or
     ``last`` / ``best`` of the run) acts like a config given before all others: its model and data settings, which
     any option still overrides.
     """
