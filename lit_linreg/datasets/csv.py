@@ -29,16 +29,11 @@ class CSVRegressionData(RegressionDataModule):
     ``categorical`` ones) are x.
 
     A column holds numbers when every cell that is not missing is a number; a column of text is used only when
-    ``categorical`` names it. A missing cell (empty, NA, NaN, null...) in a column that is used stops the run, naming
-    the file, line and column (``missing: error``), or its row is dropped and the drop counted (``missing: drop``).
-    A categorical column is one-hot encoded without its first level (treatment coding: the model's bias stands for
-    that level), so ``sex`` with levels F and M becomes the feature ``sex[M]``. Its levels (sorted, or in the order
-    ``levels`` gives) are kept in every checkpoint, so ``predict`` encodes new rows alike; a level the training rows
-    did not have is an error. Column names match without their surrounding spaces (`` x1`` in the header is ``x1``).
-    ``delimiter`` separates the values, in ``csv_path`` and ``predict_csv`` alike. The file is read and checked at
-    construction: a bad file, column or value stops with one line naming the file, line and column. ``standardize``
-    makes the model scale each feature by the training split's mean and standard deviation (kept in every checkpoint).
-    The file's values are kept in float64 for the exact baselines; the model trains on them in float32.
+    ``categorical`` names it, one-hot encoded without its first level (treatment coding: the model's bias stands for
+    that level), so ``sex`` with levels F and M becomes the feature ``sex[M]``. Column names match without their
+    surrounding spaces. The file is read and checked at construction: a bad file, column or value stops with one line
+    naming the file, line and column. Its values are kept in float64 for the exact baselines; the model trains on them
+    in float32.
 
     Args:
         csv_path: the CSV file, with a header row

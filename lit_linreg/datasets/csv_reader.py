@@ -1,10 +1,7 @@
 """Reading a CSV file with a header into float64 cells, every problem one line naming the file, line and column.
 
-The file is UTF-8 (a BOM is fine), with any line endings; values are separated by ``delimiter`` (``,`` by default),
-may be quoted (``"1.5"``) and may have spaces around them; the names in the header are stripped of surrounding spaces.
-A file that uses another separator is named as such. A clean numeric file is parsed by numpy's C reader; any other
-(a missing value, a text cell, a row of another length, quotes after a space) by the csv module row by row, which
-marks each cell as a number, missing (:data:`MISSING`) or text, so the data module can say what to do about it."""
+A clean numeric file is parsed by numpy's C reader; any other (a missing value, a text cell, a row of another length,
+quotes after a space) by the csv module row by row, which marks each cell as a number, missing or text."""
 
 from __future__ import annotations
 
@@ -111,10 +108,8 @@ def read_head(path: str, option: str, delimiter: str = ",") -> tuple[list[str], 
 class Cells(NamedTuple):
     """The data rows of the CSV file at ``path``, cell by cell (arrays of shape (rows, columns), in ``header``'s order).
 
-    ``numbers``: each cell as float64, NaN where it is missing or text; ``missing``: the cell is empty or one of
-    :data:`MISSING` (NA, NaN, null...); ``text``: the cell is neither a number nor missing; ``lines``: each row's line
-    in the file (None when numpy read it all: every cell a finite number within float32, so no message names a line);
-    ``strings``: the requested columns' cells, stripped.
+    ``numbers`` is NaN where a cell is ``missing`` (one of :data:`MISSING`) or ``text``; ``lines``, each row's line in
+    the file, is None when numpy read a clean file; ``strings`` holds the requested columns' cells, stripped.
     """
 
     path: str

@@ -28,11 +28,9 @@ from lit_linreg.datasets import check_columns
 from lit_linreg.errors import UserError, one_line, require
 
 SPLITS = ("train", "val", "test")
-Batch = tuple[Tensor, Tensor]
-# Batches per block that a worker sends. Each tensor sent from a worker process costs about the same whatever its
-# size (shared memory is set up for it on both sides), so workers send 16 batches at a time and the training process
-# cuts them. One epoch of 8M rows, batch 8192, interleaved runs on the 2 shared cores here: 0.75x (1 worker) and
-# 0.57x (2 workers) of the in-memory rate with 1 batch per block, 0.80x and 0.72x with 16.
+# Batches per block that a worker sends: a tensor from a worker costs about the same whatever its size. One epoch of
+# 8M rows, batch 8192, on 2 shared cores ran at 0.75x (1 worker) and 0.57x (2 workers) of the in-memory rate with 1
+# batch per block, 0.80x and 0.72x with 16.
 BLOCK_BATCHES = 16
 
 
@@ -47,10 +45,7 @@ class _Piece(NamedTuple):
 
 
 class ParquetRows:
-    """The Parquet files under ``path`` (a folder, searched recursively, or one file), scanned from their footers.
-
-    Every file must have the same schema. Columns are read by row group, as float32, and only those used.
-    """
+    """The Parquet files under ``path``, scanned from their footers; the used columns are read by row group."""
 
     def __init__(self, path: str, target: str, features: list[str] | None = None) -> None:
         require(os.path.exists(path), f"data.path {path} does not exist; give a Parquet file or a folder of them")
@@ -170,27 +165,14 @@ class SplitRule:
 class ParquetStream(IterableDataset):
     """One split's rows for process ``rank`` of ``world_size``, in blocks of float32 ``[x, y]`` rows per loader worker.
 
-    Each epoch orders the row groups (seeded by ``seed`` and the epoch), gives each rank an equal, contiguous part of
-    their rows (``ParquetRegressionData`` describes the sharding) and each worker a part of that, cut at batch
-    boundaries; only the rank's last batch is short.
+    Each rank takes an equal, contiguous part of the epoch's rows, each worker a part of that cut at batch boundaries.
     """
 
-    def __init__(
-        self,
-        table: ParquetRows,
-        rule: SplitRule,
-        split: str,
-        batch_size: int,
-        shuffle: bool = False,
-        shuffle_buffer: int = 1_000_000,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.table, self.rule, self.split = table, rule, split
-        self.batch_size, self.shuffle, self.shuffle_buffer, self.seed = batch_size, shuffle, shuffle_buffer, seed
-        self.rank, self.world_size = rank, world_size
-        self.counts = rule.counts(table.pieces, split)
+    def __init__(self, data: ParquetRegressionData, split: str, rank: int = 0, world_size: int = 1) -> None:
+        self.table, self.rule, self.split, self.rank, self.seed = data.table, data.rule, split, rank, data.seed
+        self.batch_size, self.shuffle_buffer = data.batch_size or 1, data.shuffle_buffer
+        self.shuffle = split == "train" and data.shuffle
+        self.counts = self.rule.counts(self.table.pieces, split)
         self.rows = int(self.counts.sum()) // world_size  # this rank's rows
         self.epoch = 0  # set before each epoch's iteration (ParquetBatches); workers get a copy of it
 
@@ -263,10 +245,7 @@ def _gather(held: list[np.ndarray], count: int, buffer: int, rng: np.random.Gene
 
 
 class ParquetBatches:
-    """The batches of a :class:`ParquetStream` through a DataLoader with ``num_workers`` processes (0: this one).
-
-    Each iteration sets the stream's epoch (from ``epoch``, else counting iterations), so a resumed fit reads alike.
-    """
+    """The batches of a :class:`ParquetStream` read by ``num_workers`` DataLoader workers, epoch by epoch."""
 
     def __init__(
         self,
@@ -281,7 +260,7 @@ class ParquetBatches:
     def __len__(self) -> int:
         return len(self.stream)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         self.stream.epoch = self.epoch() if self.epoch is not None else self.iterations
         self.iterations += 1
         loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
@@ -297,21 +276,17 @@ class ParquetRegressionData(RegressionDataModule):
     """Rows of Parquet files, streamed: ``target`` is y, ``features`` (default: every other numeric column) are x.
 
     ``path`` is one Parquet file or a folder of them (searched recursively; names starting with ``.`` or ``_`` are
-    skipped), all with the same schema. Construction reads only the footers, to check the files and columns; rows are
-    read by row group while training, so memory stays bounded whatever the data's size (see ``shuffle_buffer``).
+    skipped), all with the same schema. Construction reads only the footers; rows are read by row group while training,
+    so memory stays bounded whatever the data's size (see ``shuffle_buffer``).
 
     - **Splits** need no pass over the data: ``sequential`` takes the rows in order (files sorted by path), as in
       memory; ``random`` assigns each row by a seeded hash of its index, so the splits hold about their fractions.
-    - **Shuffle**, each epoch, seeded by (``seed``, epoch): the row groups in a random order, then a shuffle buffer.
-      A batch draws its rows from the few row groups in the buffer (8 with the defaults and ``make-data``'s row
-      groups of 131,072 rows), not from the whole data: if the files are sorted (by time, by key), write them
-      shuffled or with smaller row groups, or enlarge the buffer (``make-data`` writes i.i.d. rows).
-    - **Sharding**: every DDP rank takes an equal, contiguous part of the epoch's rows, and each DataLoader worker a
-      part of that, so every training row is used exactly once per epoch, but for up to ``world_size - 1`` rows left
-      out (different ones each epoch) so that every rank runs the same number of steps. Validation and test read the
-      whole split on every rank, so synced metrics are exact, as in memory.
-    - **Statistics** (``feature_stats``, ``target_stats``, ``exact_ols``, ``exact_mse``) and the samples (``sample``)
-      come from one pass over the data in float64, on first use.
+    - **Shuffle**, each epoch, seeded by (``seed``, epoch): the row groups in a random order, then a shuffle buffer, so
+      a batch mixes a few row groups, not the whole data: write sorted files shuffled, or enlarge the buffer.
+    - **Sharding**: every DDP rank takes an equal, contiguous part of the epoch's rows, each DataLoader worker a part of
+      that; up to ``world_size - 1`` rows (different ones each epoch) are left out so that every rank runs the same
+      number of steps. Validation and test read the whole split on every rank, so synced metrics are exact.
+    - **Statistics** and samples come from one pass over the data in float64, on first use.
 
     Args:
         path: a Parquet file, or a folder of Parquet files with the same columns
@@ -370,18 +345,7 @@ class ParquetRegressionData(RegressionDataModule):
 
     def stream(self, split: str, rank: int = 0, world_size: int = 1) -> ParquetStream:
         """The rows of ``split`` (train, val or test) for process ``rank`` of ``world_size``."""
-        shuffle = split == "train" and self.shuffle
-        return ParquetStream(
-            self.table,
-            self.rule,
-            split,
-            self.batch_size or 1,
-            shuffle,
-            self.shuffle_buffer,
-            self.seed,
-            rank,
-            world_size,
-        )
+        return ParquetStream(self, split, rank, world_size)
 
     def _batches(self, split: str) -> ParquetBatches:
         trainer = self.trainer
@@ -415,11 +379,10 @@ class ParquetRegressionData(RegressionDataModule):
         if self._summary is not None:
             return self._summary
         table, splits = self.table, [name for name in SPLITS if self.rule.name(name) == name]
-        counts = {split: self.rule.counts(table.pieces, split) for split in splits}
         moments = {split: Moments(self.num_features + 1) for split in splits}
         samples, wanted, seen = {}, {}, dict.fromkeys(splits, 0)
         for number, split in enumerate(splits):
-            total = int(counts[split].sum())
+            total = int(self.rule.counts(table.pieces, split).sum())
             rng = np.random.default_rng([self.seed % 2**64, 2**32 + number])
             picked = rng.choice(total, size=min(total, self.sample_rows), replace=False)  # random order
             wanted[split] = (np.sort(picked), np.argsort(picked))
@@ -427,8 +390,6 @@ class ParquetRegressionData(RegressionDataModule):
         for index, piece in enumerate(table.pieces):
             rows = table.read(index, slice(0, piece.rows))
             for split in splits:
-                if not counts[split][index]:
-                    continue
                 block = rows[self.rule.select(piece, split)]
                 moments[split].update(block)
                 positions, slots = wanted[split]
