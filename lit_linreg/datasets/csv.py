@@ -103,8 +103,8 @@ class CSVRegressionData(RegressionDataModule):
             self.hparams["levels"] = self.levels  # in every checkpoint, so predict encodes new rows alike
         self._feature_names: list[str] = []
         for column in features:
-            levels_of = self.levels.get(column)
-            self._feature_names += [f"{column}[{level}]" for level in levels_of[1:]] if levels_of else [column]
+            coded = self.levels.get(column)
+            self._feature_names += [f"{column}[{level}]" for level in coded[1:]] if coded else [column]
         for name in [*self._feature_names, target]:
             require(
                 not any(c in name for c in UNWRITABLE),
@@ -168,8 +168,7 @@ class CSVRegressionData(RegressionDataModule):
         lines = ", ".join(str(cells.line(row)) for row in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
         rank_zero_only(echo)(
             f"{cells.path}: dropped {len(dropped):,} of {len(missing):,} rows for a missing value "
-            f"(line{'s' if len(dropped) > 1 else ''} {lines}); "
-            f"{len(missing) - len(dropped):,} rows left"
+            f"(line{'s' if len(dropped) > 1 else ''} {lines}); {len(missing) - len(dropped):,} rows left"
         )
         return np.flatnonzero(~missing)
 
@@ -184,21 +183,17 @@ class CSVRegressionData(RegressionDataModule):
         for name in categorical:
             i = cells.header.index(name)
             if name in given:
-                levels[name] = [str(level).strip() for level in given[name]]
-                require(
-                    len(set(levels[name])) == len(levels[name]),
-                    f"data.levels[{name}] names a level twice: {given[name]}",
-                )
+                found = [str(level).strip() for level in given[name]]
+                require(len(set(found)) == len(found), f"data.levels[{name}] names a level twice: {given[name]}")
             else:
                 seen = {cells.strings[i][row] for row in rows if not cells.missing[row, i]}
-                levels[name] = sorted(
-                    seen, key=lambda level: (0, float(level), "") if is_number(level) else (1, 0, level)
-                )
+                found = sorted(seen, key=lambda level: (0, float(level), "") if is_number(level) else (1, 0, level))
             require(
-                len(levels[name]) >= 2,
-                f"{cells.path}: the categorical column {name!r} has {len(levels[name])} level(s) {levels[name]}: "
-                f"without its first level it adds no feature; leave it out of data.categorical and data.features",
+                len(found) >= 2,
+                f"{cells.path}: the categorical column {name!r} has {len(found)} level(s) {found}: without its first "
+                f"level it adds no feature; leave it out of data.categorical and data.features",
             )
+            levels[name] = found
         return levels
 
     def _encode(self, cells: Cells, rows: np.ndarray, target: bool) -> tuple[np.ndarray, np.ndarray]:

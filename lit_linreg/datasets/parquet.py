@@ -80,8 +80,8 @@ class ParquetRows:
                 self.rows += rows
         assert schema is not None
         numeric = {f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)}
-        columns = ", ".join(schema.names)
-        require(target in schema.names, f"{path} has no column {target!r} (columns: {columns}); set data.target")
+        names = ", ".join(schema.names)
+        require(target in schema.names, f"{path} has no column {target!r} (columns: {names}); set data.target")
         require(target in numeric, f"{path}: the target column {target!r} is {schema.field(target).type}, not numeric")
         if features is None:
             features = [name for name in schema.names if name != target and name in numeric]
@@ -491,14 +491,4 @@ def main(argv: list[str]) -> None:
     )
 
 
-__all__ = [
-    "Moments",
-    "ParquetBatches",
-    "ParquetRegressionData",
-    "ParquetRows",
-    "ParquetStream",
-    "SplitRule",
-    "main",
-    "shuffled_blocks",
-    "write_parquet_dataset",
-]
+__all__ = ["ParquetBatches", "ParquetRegressionData", "ParquetRows", "ParquetStream", "main", "write_parquet_dataset"]
