@@ -145,10 +145,11 @@ class CSVRegressionData(RegressionDataModule):
                 continue
             text = int(cells.text[:, i].sum())
             numbers = len(cells.text) - text - int(cells.missing[:, i].sum())
+            first = int(np.argmax(cells.text[:, i]))  # the row of its first text cell, if it has one
             if name in categorical or (numbers and not text):
                 features.append(name)
-            elif text and (numbers >= text or decimal_comma(_text_cell(cells, i)[1])):
-                raise _not_a_number(cells.path, name, *_text_cell(cells, i), categories=False)
+            elif text and (numbers >= text or decimal_comma(cells.cell(cells.line(first), i))):
+                raise _not_a_number(cells, first, i, categories=False)
             else:
                 unused.append(f"{name} ({'text' if text else 'empty'})")
         if unused:
@@ -241,7 +242,7 @@ class CSVRegressionData(RegressionDataModule):
             )
         if cells.text[row, i]:  # a column mostly of text, named as a feature, is likely one of categories
             categories = name != self.target and 2 * cells.text[:, i].sum() > (~cells.missing[:, i]).sum()
-            return _not_a_number(cells.path, name, *_text_cell(cells, i, row), categories)
+            return _not_a_number(cells, row, i, categories)
         value = cells.numbers[row, i]
         if math.isfinite(value):
             return UserError(
@@ -261,15 +262,11 @@ class CSVRegressionData(RegressionDataModule):
         return (x, y) if known else (x,)
 
 
-def _text_cell(cells: Cells, i: int, row: int | None = None) -> tuple[int, str]:
-    """The line and text of a text cell in column ``i``: in ``row``, or its first."""
-    line = cells.line(int(np.argmax(cells.text[:, i])) if row is None else row)
-    return line, cells.cell(line, i)
-
-
-def _not_a_number(path: str, name: str, line: int, cell: str, categories: bool) -> UserError:
-    """The error for a text cell in a column used as numbers (a column of ``categories`` gets that advice)."""
-    where = f"{path} line {line}, column {name!r}"
+def _not_a_number(cells: Cells, row: int, i: int, categories: bool) -> UserError:
+    """The error for a text cell used as a number (a column of ``categories`` gets that advice)."""
+    line = cells.line(row)
+    cell = cells.cell(line, i)
+    where = f"{cells.path} line {line}, column {cells.header[i]!r}"
     point = decimal_comma(cell)
     if point:
         return UserError(f"{where}: {cell!r} has a decimal comma; write numbers with a decimal point ({point})")
