@@ -133,12 +133,11 @@ def _uniform(seed: int, index: np.ndarray) -> np.ndarray:
 class SplitRule:
     """Which rows of each row group are in train, val and test (``ParquetRegressionData`` describes the splits)."""
 
-    def __init__(
-        self, rows: int, train_split: float, val_split: float, split: Literal["sequential", "random"], seed: int
-    ) -> None:
-        self.train_split, self.val_split, self.split, self.seed = train_split, val_split, split, seed
-        train, val = int(train_split * rows), int(val_split * rows)
-        self.ranges = {"train": (0, train), "val": (train, train + val), "test": (train + val, rows)}
+    def __init__(self, data: ParquetRegressionData) -> None:
+        self.split, self.seed = data.split, data.seed
+        self.train_split, self.val_split = data.train_split, data.val_split
+        train, val, test = data.split_sizes(data.table.rows)
+        self.ranges = {"train": (0, train), "val": (train, train + val), "test": (train + val, train + val + test)}
 
     def name(self, split: str) -> str:
         """The split that ``split`` reads: ``val`` is ``test`` when ``val_split`` is 0."""
@@ -326,7 +325,7 @@ class ParquetRegressionData(RegressionDataModule):
         self.save_hyperparameters(logger=False)  # the report callback logs every run's settings
         self.standardize = standardize
         self.table = ParquetRows(path, target, features)
-        self.rule = SplitRule(self.table.rows, train_split, val_split, split, seed)
+        self.rule = SplitRule(self)
         self.num_workers, self.shuffle_buffer, self.sample_rows = num_workers, shuffle_buffer, sample_rows
         self._summary: tuple[dict[str, Moments], dict[str, np.ndarray]] | None = None
         if split == "sequential":
