@@ -160,7 +160,7 @@ class RegressionDataModule(L.LightningDataModule):
 
     A subclass provides all rows through :meth:`build_rows` and the rows to predict through :meth:`build_predict_rows`.
     A source that streams its rows instead (``ParquetRegressionData``) leaves ``splits`` empty and provides the
-    statistics (``moments``, ``exact_ols``, ``exact_mse``, ``sample``) from a pass over them.
+    statistics (``moments``, ``train_stats``, ``exact_mse``, ``sample``) from a pass over them.
     ``val_split=0`` validates on the test split, as the tutorial evaluates its held-out 20 % after every epoch.
 
     Args:
@@ -220,7 +220,16 @@ class RegressionDataModule(L.LightningDataModule):
 
     def feature_stats(self) -> tuple[Tensor, Tensor] | None:
         """Per-feature (mean, std) of the training split, for sources with ``standardize``; None otherwise."""
-        return None
+        if not self.standardize:
+            return None
+        mean, std = self.train_stats(target=False)
+        constant = [name for name, s in zip(self.feature_names, std.tolist()) if s == 0]
+        require(
+            not constant,
+            f"data.standardize: feature(s) {', '.join(constant)} are constant on the training split (standard "
+            f"deviation 0); leave them out of data.features or set data.standardize false",
+        )
+        return mean, std
 
     def target_stats(self) -> tuple[Tensor, Tensor] | None:
         """(mean, std) of the training split's targets, for sources with ``standardize``; None otherwise.
@@ -230,9 +239,13 @@ class RegressionDataModule(L.LightningDataModule):
         """
         if not self.standardize:
             return None
-        y = self.splits["train"][1].double()
-        std = y.std(dim=0, unbiased=False)
-        return y.mean(dim=0).float(), torch.where(std > 0, std, 1.0).float()
+        mean, std = self.train_stats(target=True)
+        return mean, torch.where(std > 0, std, 1.0)
+
+    def train_stats(self, target: bool) -> tuple[Tensor, Tensor]:
+        """The mean and population std of the training split's features (or, with ``target``, its target)."""
+        values = self.splits["train"][int(target)].cpu().double()
+        return values.mean(0).float(), values.std(0, correction=0).float()
 
     def exact_rows(self) -> tuple[Tensor, Tensor] | None:
         """All rows in float64 as the source holds them (a CSV file's values), for the exact baselines; None: the
@@ -297,11 +310,13 @@ class RegressionDataModule(L.LightningDataModule):
         val = int(self.val_split * rows)
         return train, val, rows - train - val
 
-    def check_split_sizes(self, rows: int) -> None:
+    def check_split_sizes(self, rows: int, source: str | None = None) -> None:
+        """Refuse ``rows`` rows that leave a split empty; the message names ``source`` (e.g. the file), if given."""
         train, val, test = self.split_sizes(rows)
+        where = f"{source}: " if source else ""
         require(
             train > 0 and test > 0 and (val > 0 or self.val_split == 0),
-            f"the data have {rows} rows, which leaves train/val/test splits of {train}/{val}/{test} rows; "
+            f"{where}the data have {rows} rows, which leaves train/val/test splits of {train}/{val}/{test} rows; "
             f"every split needs at least one row (add rows or change data.train_split / data.val_split)",
         )
 

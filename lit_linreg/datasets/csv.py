@@ -15,17 +15,9 @@ from jsonargparse.typing import ClosedUnitInterval, OpenUnitInterval, PositiveIn
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from lit_linreg.data import RegressionDataModule, Seed
-from lit_linreg.datasets.csv_reader import (
-    FLOAT32_MAX,
-    Cells,
-    check_delimiter,
-    decimal_comma,
-    is_number,
-    read_cell,
-    read_cells,
-    read_head,
-)
+from lit_linreg.data import FLOAT32_MAX, RegressionDataModule, Seed
+from lit_linreg.datasets import check_columns
+from lit_linreg.datasets.csv_reader import Cells, check_delimiter, decimal_comma, is_number, read_cells, read_head
 from lit_linreg.errors import UserError, echo, require
 from lit_linreg.files import write_csv
 
@@ -37,16 +29,11 @@ class CSVRegressionData(RegressionDataModule):
     ``categorical`` ones) are x.
 
     A column holds numbers when every cell that is not missing is a number; a column of text is used only when
-    ``categorical`` names it. A missing cell (empty, NA, NaN, null...) in a column that is used stops the run, naming
-    the file, line and column (``missing: error``), or its row is dropped and the drop counted (``missing: drop``).
-    A categorical column is one-hot encoded without its first level (treatment coding: the model's bias stands for
-    that level), so ``sex`` with levels F and M becomes the feature ``sex[M]``. Its levels (sorted, or in the order
-    ``levels`` gives) are kept in every checkpoint, so ``predict`` encodes new rows alike; a level the training rows
-    did not have is an error. Column names match without their surrounding spaces (`` x1`` in the header is ``x1``).
-    ``delimiter`` separates the values, in ``csv_path`` and ``predict_csv`` alike. The file is read and checked at
-    construction: a bad file, column or value stops with one line naming the file, line and column. ``standardize``
-    makes the model scale each feature by the training split's mean and standard deviation (kept in every checkpoint).
-    The file's values are kept in float64 for the exact baselines; the model trains on them in float32.
+    ``categorical`` names it, one-hot encoded without its first level (treatment coding: the model's bias stands for
+    that level), so ``sex`` with levels F and M becomes the feature ``sex[M]``. Column names match without their
+    surrounding spaces. The file is read and checked at construction: a bad file, column or value stops with one line
+    naming the file, line and column. Its values are kept in float64 for the exact baselines; the model trains on them
+    in float32.
 
     Args:
         csv_path: the CSV file, with a header row
@@ -95,19 +82,13 @@ class CSVRegressionData(RegressionDataModule):
         header, _ = read_head(csv_path, "data.csv_path", delimiter)
         columns = ", ".join(header)
         require(target in header, f"{csv_path} has no column {target!r} (columns: {columns}); set data.target")
-        unknown = [name for name in categorical if name not in header]
-        require(not unknown, f"data.categorical names {unknown} that {csv_path} lacks (columns: {columns})")
-        require(target not in categorical, f"data.categorical must not include the target column {target!r}")
-        require(len(set(categorical)) == len(categorical), f"data.categorical names a column twice: {categorical}")
+        check_columns("data.categorical", categorical, csv_path, header, target)
         cells = read_cells(csv_path, header, delimiter, [header.index(name) for name in categorical])
         if features is None:
-            features = self._default_features(csv_path, header, cells, categorical)
+            features = self._default_features(cells, categorical)
         else:
             features = [name.strip() for name in features]
-            unknown = [name for name in features if name not in header]
-            require(not unknown, f"data.features names {unknown} that {csv_path} lacks (columns: {columns})")
-            require(target not in features, f"data.features must not include the target column {target!r}")
-            require(len(set(features)) == len(features), f"data.features names a column twice: {features}")
+            check_columns("data.features", features, csv_path, header, target)
             left_out = [name for name in categorical if name not in features]
             require(not left_out, f"data.categorical names {left_out}, which data.features leaves out; add them")
         require(
@@ -116,30 +97,24 @@ class CSVRegressionData(RegressionDataModule):
             f"data.categorical to one-hot encode it",
         )
         self.feature_columns = features  # the file's columns that the features come from
-        rows = self._rows_kept(csv_path, header, cells, [*features, target])
-        self.levels = self._levels(csv_path, header, cells, rows, categorical, levels)
+        rows = self._rows_kept(cells, [*features, target])
+        self.levels = self._levels(cells, rows, categorical, levels)
         if self.levels:
             self.hparams["levels"] = self.levels  # in every checkpoint, so predict encodes new rows alike
-        self._feature_names = [
-            name
-            for column in features
-            for name in (
-                [f"{column}[{level}]" for level in self.levels[column][1:]] if column in self.levels else [column]
-            )
-        ]
+        self._feature_names: list[str] = []
+        for column in features:
+            coded = self.levels.get(column)
+            self._feature_names += [f"{column}[{level}]" for level in coded[1:]] if coded else [column]
         for name in [*self._feature_names, target]:
             require(
                 not any(c in name for c in UNWRITABLE),
                 f"{csv_path}: the feature or target name {name!r} holds a comma, quote or line break, which the header "
                 f"of predictions.csv cannot hold; rename that column (or recode that category) in the file",
             )
-        x, y = self._encode(csv_path, header, cells, rows, target=True)
+        x, y = self._encode(cells, rows, target=True)
         self.x64, self.y64 = torch.from_numpy(x), torch.from_numpy(y)
         self.x, self.y = self.x64.float(), self.y64.float()
-        try:
-            self.check_split_sizes(len(self.x))
-        except UserError as err:
-            raise UserError(f"{csv_path}: {err}") from None
+        self.check_split_sizes(len(self.x), csv_path)
         self.predict_values = None if predict_csv is None else self._read_predict_rows(predict_csv)
 
     @property
@@ -161,65 +136,45 @@ class CSVRegressionData(RegressionDataModule):
     def build_predict_rows(self) -> tuple[Tensor, ...]:
         return super().build_predict_rows() if self.predict_values is None else self.predict_values
 
-    def feature_stats(self) -> tuple[Tensor, Tensor] | None:
-        """Mean and population standard deviation of each feature over the training split (None without standardize)."""
-        if not self.standardize:
-            return None
-        x = self.splits["train"][0].cpu().double()
-        mean, std = x.mean(0), x.std(0, correction=0)
-        constant = [name for name, s in zip(self.feature_names, std.tolist()) if s == 0]
-        require(
-            not constant,
-            f"data.standardize: feature(s) {', '.join(constant)} are constant on the training split (standard "
-            f"deviation 0); leave them out of data.features or set data.standardize false",
-        )
-        return mean.float(), std.float()
-
-    def _default_features(self, path: str, header: list[str], cells: Cells, categorical: list[str]) -> list[str]:
+    def _default_features(self, cells: Cells, categorical: list[str]) -> list[str]:
         """Every column of numbers besides the target, and the categorical ones, in the file's order; one line names
         the columns left out (text or empty). A column mostly of numbers with a text cell is an error at that cell."""
         features, unused = [], []
-        for i, name in enumerate(header):
+        for i, name in enumerate(cells.header):
             if name == self.target:
                 continue
             text = int(cells.text[:, i].sum())
             numbers = len(cells.text) - text - int(cells.missing[:, i].sum())
+            first = int(np.argmax(cells.text[:, i]))  # the row of its first text cell, if it has one
             if name in categorical or (numbers and not text):
                 features.append(name)
-            elif text and (numbers >= text or decimal_comma(self._text_cell(path, cells, i)[1])):
-                raise _not_a_number(path, name, *self._text_cell(path, cells, i), categories=False)
+            elif text and (numbers >= text or decimal_comma(cells.cell(cells.line(first), i))):
+                raise _not_a_number(cells, first, i, categories=False)
             else:
                 unused.append(f"{name} ({'text' if text else 'empty'})")
         if unused:
             rank_zero_only(echo)(
-                f"warning: {path}: not used as features: {', '.join(unused)}; to one-hot encode a text column, name "
-                f"it in data.categorical"
+                f"warning: {cells.path}: not used as features: {', '.join(unused)}; to one-hot encode a text column, "
+                f"name it in data.categorical"
             )
         return features
 
-    def _rows_kept(self, path: str, header: list[str], cells: Cells, names: list[str]) -> np.ndarray:
+    def _rows_kept(self, cells: Cells, names: list[str]) -> np.ndarray:
         """The rows to use: all of them, or with ``missing: drop`` those without a missing cell in the ``names``
         columns (one line counts the others)."""
-        missing = np.any(cells.missing[:, [header.index(name) for name in names]], axis=1)
+        missing = np.any(cells.missing[:, [cells.header.index(name) for name in names]], axis=1)
         if self.missing == "error" or not missing.any():
             return np.arange(len(missing))
         dropped = np.flatnonzero(missing)
-        lines = ", ".join(str(_line(cells, row)) for row in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        lines = ", ".join(str(cells.line(row)) for row in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
         rank_zero_only(echo)(
-            f"{path}: dropped {len(dropped):,} of {len(missing):,} rows for a missing value "
-            f"(line{'s' if len(dropped) > 1 else ''} {lines}); "
-            f"{len(missing) - len(dropped):,} rows left"
+            f"{cells.path}: dropped {len(dropped):,} of {len(missing):,} rows for a missing value "
+            f"(line{'s' if len(dropped) > 1 else ''} {lines}); {len(missing) - len(dropped):,} rows left"
         )
         return np.flatnonzero(~missing)
 
     def _levels(
-        self,
-        path: str,
-        header: list[str],
-        cells: Cells,
-        rows: np.ndarray,
-        categorical: list[str],
-        given: dict[str, list[str]] | None,
+        self, cells: Cells, rows: np.ndarray, categorical: list[str], given: dict[str, list[str]] | None
     ) -> dict[str, list[str]]:
         """Each categorical column's levels: the ``given`` ones, else those in its rows, sorted (numbers by value)."""
         given = given or {}
@@ -227,35 +182,29 @@ class CSVRegressionData(RegressionDataModule):
         require(not unknown, f"data.levels names {unknown}, which data.categorical does not; add them to it")
         levels = {}
         for name in categorical:
-            i = header.index(name)
+            i = cells.header.index(name)
             if name in given:
-                levels[name] = [str(level).strip() for level in given[name]]
-                require(
-                    len(set(levels[name])) == len(levels[name]),
-                    f"data.levels[{name}] names a level twice: {given[name]}",
-                )
+                found = [str(level).strip() for level in given[name]]
+                require(len(set(found)) == len(found), f"data.levels[{name}] names a level twice: {given[name]}")
             else:
                 seen = {cells.strings[i][row] for row in rows if not cells.missing[row, i]}
-                levels[name] = sorted(
-                    seen, key=lambda level: (0, float(level), "") if is_number(level) else (1, 0, level)
-                )
+                found = sorted(seen, key=lambda level: (0, float(level), "") if is_number(level) else (1, 0, level))
             require(
-                len(levels[name]) >= 2,
-                f"{path}: the categorical column {name!r} has {len(levels[name])} level(s) {levels[name]}: without its "
-                f"first level it adds no feature; leave it out of data.categorical and data.features",
+                len(found) >= 2,
+                f"{cells.path}: the categorical column {name!r} has {len(found)} level(s) {found}: without its first "
+                f"level it adds no feature; leave it out of data.categorical and data.features",
             )
+            levels[name] = found
         return levels
 
-    def _encode(
-        self, path: str, header: list[str], cells: Cells, rows: np.ndarray, target: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _encode(self, cells: Cells, rows: np.ndarray, target: bool) -> tuple[np.ndarray, np.ndarray]:
         """The features (rows, num_features) and the target (rows, 1; empty without ``target``) of ``rows``, in
         float64; a cell that is missing (with ``missing: error``), text, not finite, beyond float32 or an unknown
         level is an error at the first such cell."""
         names = [*self.feature_columns, *([self.target] if target else [])]
         bad = np.zeros((len(rows), len(names)), dtype=bool)
         for j, name in enumerate(names):
-            i = header.index(name)
+            i = cells.header.index(name)
             missing = cells.missing[rows, i]
             if name in self.levels:
                 known = set(self.levels[name])
@@ -266,21 +215,21 @@ class CSVRegressionData(RegressionDataModule):
                 bad[:, j] |= missing
         if bad.any():
             row, j = np.argwhere(bad)[0]
-            raise self._cell_error(path, cells, int(rows[row]), names[j], header.index(names[j]))
+            raise self._cell_error(cells, int(rows[row]), names[j], cells.header.index(names[j]))
         parts = []
         for name in self.feature_columns:
-            i = header.index(name)
+            i = cells.header.index(name)
             if name in self.levels:
                 code = {level: k for k, level in enumerate(self.levels[name])}
                 codes = np.array([code[cells.strings[i][row]] for row in rows])
                 parts.append(codes[:, None] == np.arange(1, len(code))[None, :])
             else:
                 parts.append(cells.numbers[rows, i : i + 1])
-        y = cells.numbers[rows, header.index(self.target)] if target else np.zeros(0)
+        y = cells.numbers[rows, cells.header.index(self.target)] if target else np.zeros(0)
         return np.hstack(parts).astype(np.float64), y.reshape(-1, 1)
 
-    def _cell_error(self, path: str, cells: Cells, row: int, name: str, i: int) -> UserError:
-        where = f"{path} line {_line(cells, row)}, column {name!r}"
+    def _cell_error(self, cells: Cells, row: int, name: str, i: int) -> UserError:
+        where = f"{cells.path} line {cells.line(row)}, column {name!r}"
         if cells.missing[row, i]:
             return UserError(
                 f"{where} is missing (empty, NA or NaN); fill or remove the row, or set data.missing drop to drop "
@@ -293,7 +242,7 @@ class CSVRegressionData(RegressionDataModule):
             )
         if cells.text[row, i]:  # a column mostly of text, named as a feature, is likely one of categories
             categories = name != self.target and 2 * cells.text[:, i].sum() > (~cells.missing[:, i]).sum()
-            return _not_a_number(path, name, *self._text_cell(path, cells, i, row), categories)
+            return _not_a_number(cells, row, i, categories)
         value = cells.numbers[row, i]
         if math.isfinite(value):
             return UserError(
@@ -302,30 +251,22 @@ class CSVRegressionData(RegressionDataModule):
             )
         return UserError(f"{where}: '{value:g}' is not a finite number; fix or remove the row")
 
-    def _text_cell(self, path: str, cells: Cells, i: int, row: int | None = None) -> tuple[int, str]:
-        """The line and text of a text cell in column ``i``: in ``row``, or its first."""
-        line = _line(cells, int(np.argmax(cells.text[:, i])) if row is None else row)
-        return line, read_cell(path, line, i, self.delimiter)
-
     def _read_predict_rows(self, path: str) -> tuple[Tensor, ...]:
         header, _ = read_head(path, "data.predict_csv", self.delimiter)
         lacking = [name for name in self.feature_columns if name not in header]
         require(not lacking, f"data.predict_csv {path} lacks the feature column(s) {', '.join(lacking)}")
         cells = read_cells(path, header, self.delimiter, [header.index(name) for name in self.levels])
         known = self.target in header and not cells.missing[:, header.index(self.target)].all()
-        rows = self._rows_kept(path, header, cells, [*self.feature_columns, *([self.target] if known else [])])
-        x, y = (torch.from_numpy(values).float() for values in self._encode(path, header, cells, rows, known))
+        rows = self._rows_kept(cells, [*self.feature_columns, *([self.target] if known else [])])
+        x, y = (torch.from_numpy(values).float() for values in self._encode(cells, rows, known))
         return (x, y) if known else (x,)
 
 
-def _line(cells: Cells, row: int) -> int:
-    """The file line of data row ``row`` (numpy's read of a clean file keeps none: then rows follow the header)."""
-    return int(cells.lines[row]) if cells.lines is not None else row + 2
-
-
-def _not_a_number(path: str, name: str, line: int, cell: str, categories: bool) -> UserError:
-    """The error for a text cell in a column used as numbers (a column of ``categories`` gets that advice)."""
-    where = f"{path} line {line}, column {name!r}"
+def _not_a_number(cells: Cells, row: int, i: int, categories: bool) -> UserError:
+    """The error for a text cell used as a number (a column of ``categories`` gets that advice)."""
+    line = cells.line(row)
+    cell = cells.cell(line, i)
+    where = f"{cells.path} line {line}, column {cells.header[i]!r}"
     point = decimal_comma(cell)
     if point:
         return UserError(f"{where}: {cell!r} has a decimal comma; write numbers with a decimal point ({point})")

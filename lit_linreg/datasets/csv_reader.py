@@ -1,10 +1,7 @@
 """Reading a CSV file with a header into float64 cells, every problem one line naming the file, line and column.
 
-The file is UTF-8 (a BOM is fine), with any line endings; values are separated by ``delimiter`` (``,`` by default),
-may be quoted (``"1.5"``) and may have spaces around them; the names in the header are stripped of surrounding spaces.
-A file that uses another separator is named as such. A clean numeric file is parsed by numpy's C reader; any other
-(a missing value, a text cell, a row of another length, quotes after a space) by the csv module row by row, which
-marks each cell as a number, missing (:data:`MISSING`) or text, so the data module can say what to do about it."""
+A clean numeric file is parsed by numpy's C reader; any other (a missing value, a text cell, a row of another length,
+quotes after a space) by the csv module row by row, which marks each cell as a number, missing or text."""
 
 from __future__ import annotations
 
@@ -40,12 +37,12 @@ def decimal_comma(cell: str) -> str | None:
     return point if "," in cell and not is_number(cell) and is_number(point) else None
 
 
-def check_delimiter(delimiter: str, option: str = "data.delimiter") -> str:
+def check_delimiter(delimiter: str) -> str:
     """``delimiter`` as one character (the two characters ``\\t``, as typed on a command line, are a tab)."""
     delimiter = "\t" if delimiter == "\\t" else delimiter
     require(
-        len(delimiter) == 1 and delimiter in SEPARATORS and delimiter != " ",
-        f"{option} must be one of ',', ';', '|' or a tab (written \\t), got {delimiter!r}",
+        delimiter in (",", ";", "|", "\t"),
+        f"data.delimiter must be one of ',', ';', '|' or a tab (written \\t), got {delimiter!r}",
     )
     return delimiter
 
@@ -109,19 +106,28 @@ def read_head(path: str, option: str, delimiter: str = ",") -> tuple[list[str], 
 
 
 class Cells(NamedTuple):
-    """The data rows of a CSV file, cell by cell (arrays of shape (rows, columns), in the header's order).
+    """The data rows of the CSV file at ``path``, cell by cell (arrays of shape (rows, columns), in ``header``'s order).
 
-    ``numbers``: each cell as float64, NaN where it is missing or text; ``missing``: the cell is empty or one of
-    :data:`MISSING` (NA, NaN, null...); ``text``: the cell is neither a number nor missing; ``lines``: each row's line
-    in the file (None when numpy read it all: every cell a finite number within float32, so no message names a line);
-    ``strings``: the requested columns' cells, stripped.
+    ``numbers`` is NaN where a cell is ``missing`` (one of :data:`MISSING`) or ``text``; ``lines``, each row's line in
+    the file, is None when numpy read a clean file; ``strings`` holds the requested columns' cells, stripped.
     """
 
+    path: str
+    header: list[str]
+    delimiter: str
     numbers: np.ndarray
     missing: np.ndarray
     text: np.ndarray
     lines: np.ndarray | None
     strings: dict[int, list[str]]
+
+    def line(self, row: int) -> int:
+        """The file line of data row ``row`` (without ``lines``, the rows follow the header)."""
+        return int(self.lines[row]) if self.lines is not None else row + 2
+
+    def cell(self, line: int, column: int) -> str:
+        """The cell in ``column`` of the row on ``line``, as written (for a message: it reads the file again)."""
+        return next(row[column] for at, row in _csv_rows(self.path, self.delimiter) if at == line)
 
 
 def read_cells(path: str, header: list[str], delimiter: str = ",", strings: Sequence[int] = ()) -> Cells:
@@ -136,7 +142,7 @@ def read_cells(path: str, header: list[str], delimiter: str = ",", strings: Sequ
             table = None
         if table is not None and table.shape[1] == len(header) and (np.abs(table) <= FLOAT32_MAX).all():
             empty = np.zeros(table.shape, dtype=bool)
-            return Cells(table, empty, empty, None, {})
+            return Cells(path, header, delimiter, table, empty, empty, None, {})
     rows = _csv_rows(path, delimiter)
     next(rows)
     values: list[list[float]] = []
@@ -152,15 +158,11 @@ def read_cells(path: str, header: list[str], delimiter: str = ",", strings: Sequ
             )
         try:
             numbers = [float(cell) for cell in row]
-        except ValueError:
-            numbers = []
+        except ValueError:  # a text or missing cell: NaN, and a text cell is marked
+            numbers = [float(cell) if is_number(cell) else math.nan for cell in row]
             for i, cell in enumerate(row):
-                try:
-                    numbers.append(float(cell))
-                except ValueError:
-                    numbers.append(math.nan)
-                    if cell.strip().lower() not in MISSING:
-                        text_cells.append((len(values), i))
+                if not is_number(cell) and cell.strip().lower() not in MISSING:
+                    text_cells.append((len(values), i))
         values.append(numbers)
         lines.append(line)
         for i, column in columns.items():
@@ -168,22 +170,7 @@ def read_cells(path: str, header: list[str], delimiter: str = ",", strings: Sequ
     table = np.array(values, dtype=np.float64).reshape(len(values), len(header))
     text = np.zeros(table.shape, dtype=bool)
     text[tuple(np.array(text_cells, dtype=np.int64).reshape(-1, 2).T)] = True
-    return Cells(table, np.isnan(table) & ~text, text, np.array(lines), columns)
+    return Cells(path, header, delimiter, table, np.isnan(table) & ~text, text, np.array(lines), columns)
 
 
-def read_cell(path: str, line: int, column: int, delimiter: str = ",") -> str:
-    """The cell in ``column`` of the row on ``line`` of the CSV file at ``path`` (for a message: it reads the file)."""
-    return next(row[column] for at, row in _csv_rows(path, delimiter) if at == line)
-
-
-__all__ = [
-    "FLOAT32_MAX",
-    "MISSING",
-    "SEPARATORS",
-    "Cells",
-    "check_delimiter",
-    "decimal_comma",
-    "is_number",
-    "read_cells",
-    "read_head",
-]
+__all__ = ["MISSING", "SEPARATORS", "Cells", "check_delimiter", "decimal_comma", "is_number", "read_cells", "read_head"]

@@ -24,46 +24,40 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lit_linreg.data import Moments, RegressionDataModule, Seed
+from lit_linreg.datasets import check_columns
 from lit_linreg.errors import UserError, one_line, require
 
 SPLITS = ("train", "val", "test")
-Batch = tuple[Tensor, Tensor]
-# Batches per block that a worker sends. Each tensor sent from a worker process costs about the same whatever its
-# size (shared memory is set up for it on both sides), so workers send 16 batches at a time and the training process
-# cuts them. One epoch of 8M rows, batch 8192, interleaved runs on the 2 shared cores here: 0.75x (1 worker) and
-# 0.57x (2 workers) of the in-memory rate with 1 batch per block, 0.80x and 0.72x with 16.
+# Batches per block that a worker sends: a tensor from a worker costs about the same whatever its size. One epoch of
+# 8M rows, batch 8192, on 2 shared cores ran at 0.75x (1 worker) and 0.57x (2 workers) of the in-memory rate with 1
+# batch per block, 0.80x and 0.72x with 16.
 BLOCK_BATCHES = 16
 
 
 class _Piece(NamedTuple):
     """A row group: the unit that is read, shuffled and dealt out."""
 
-    file: int  # into ParquetRows.files
+    path: str
+    size: int  # its file's size in bytes when the data module was built
     row_group: int
     start: int  # the global index of its first row (files sorted by path, row groups in order)
     rows: int
 
 
 class ParquetRows:
-    """The Parquet files under ``path`` (a folder, searched recursively, or one file), scanned from their footers.
-
-    Every file must have the same schema. Columns are read by row group, as float32, and only those used.
-    """
+    """The Parquet files under ``path``, scanned from their footers; the used columns are read by row group."""
 
     def __init__(self, path: str, target: str, features: list[str] | None = None) -> None:
         require(os.path.exists(path), f"data.path {path} does not exist; give a Parquet file or a folder of them")
         # Lists the files, skipping names that start with "." or "_" (_SUCCESS, .crc). The empty schema stops pyarrow
         # from inferring one from the first file, which would fail with its own traceback if that file were bad.
         dataset = ds.dataset(path, format="parquet", schema=pa.schema([]))
-        self.filesystem = dataset.filesystem
-        self.files = sorted(dataset.files)
-        require(
-            bool(self.files), f"data.path {path} holds no files; write some with lit-linreg make-data --format parquet"
-        )
-        self.sizes: list[int] = []
+        self.filesystem, files = dataset.filesystem, sorted(dataset.files)
+        require(bool(files), f"data.path {path} holds no files; write some with lit-linreg make-data --format parquet")
         self.pieces: list[_Piece] = []
-        schema, first = None, self.files[0]
-        for index, file in enumerate(self.files):
+        self.rows = 0
+        schema = None
+        for file in files:
             try:
                 metadata = pq.read_metadata(file, filesystem=self.filesystem)
             except (OSError, pa.ArrowException) as err:
@@ -71,19 +65,19 @@ class ParquetRows:
                     f"{file} is not a readable Parquet file ({one_line(str(err))}); fix or remove it"
                 ) from None
             file_schema = metadata.schema.to_arrow_schema()
-            if schema is None:
-                schema = file_schema
-            elif not file_schema.equals(schema):
+            schema = file_schema if schema is None else schema
+            if not file_schema.equals(schema):
                 fields = [{f"{f.name}: {f.type}" for f in s} for s in (file_schema, schema)]
                 changed = sorted(fields[0] ^ fields[1]) or ["the same ones in another order"]
                 raise UserError(
-                    f"{file} and {first} have different columns ({', '.join(changed)}); every file of a dataset "
+                    f"{file} and {files[0]} have different columns ({', '.join(changed)}); every file of a dataset "
                     f"needs the same column names and types"
                 )
-            self.sizes.append(self.filesystem.get_file_info(file).size)
+            size = self.filesystem.get_file_info(file).size
             for group in range(metadata.num_row_groups):
                 rows = metadata.row_group(group).num_rows
-                self.pieces.append(_Piece(index, group, self.rows, rows))
+                self.pieces.append(_Piece(file, size, group, self.rows, rows))
+                self.rows += rows
         assert schema is not None
         numeric = {f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)}
         names = ", ".join(schema.names)
@@ -94,27 +88,19 @@ class ParquetRows:
             skipped = [name for name in schema.names if name != target and name not in numeric]
             if skipped:
                 rank_zero_warn(f"{path}: not numeric, so not used as features: {', '.join(skipped)}")
-        unknown = [name for name in features if name not in schema.names]
-        require(not unknown, f"data.features names {unknown} that {path} lacks (columns: {names})")
+        check_columns("data.features", features, path, schema.names, target)
         require(len(features) > 0, f"{path} has no numeric feature column besides the target {target!r}")
-        require(target not in features, f"data.features must not include the target column {target!r}")
-        require(len(set(features)) == len(features), f"data.features names a column twice: {features}")
         other = [name for name in features if name not in numeric]
         require(not other, f"{path}: data.features {other} are not numeric columns")
         require(self.rows > 0, f"{path} has no rows")
         self.features, self.target = list(features), target
 
-    @property
-    def rows(self) -> int:
-        return self.pieces[-1].start + self.pieces[-1].rows if self.pieces else 0
-
     def read(self, piece: int, select: slice | np.ndarray, threads: bool = True) -> np.ndarray:
         """The ``select``-ed rows of row group ``piece`` as one float32 array (rows, features + 1): x, then y."""
-        file, group, _, _ = self.pieces[piece]
-        path = self.files[file]
+        path, size, group, _, _ = self.pieces[piece]
         try:
-            size = self.filesystem.get_file_info(path).size
-            require(size == self.sizes[file], f"its size changed from {self.sizes[file]:,} to {size or 0:,} bytes")
+            now = self.filesystem.get_file_info(path).size
+            require(now == size, f"its size changed from {size:,} to {now or 0:,} bytes")
             # pyarrow.parquet reads a row group in about 60 % of the time that a pyarrow.dataset fragment of it takes.
             with pq.ParquetFile(path, filesystem=self.filesystem) as parquet:
                 table = parquet.read_row_group(group, columns=[*self.features, self.target], use_threads=threads)
@@ -123,13 +109,10 @@ class ParquetRows:
                 f"{path} could not be read during the run ({one_line(str(err))}); it was deleted, truncated or "
                 f"rewritten while in use: restore it, then rerun (a fit resumes with --ckpt_path last)"
             ) from None
-        if isinstance(select, slice):
-            table = table.slice(select.start, select.stop - select.start)
         block = np.empty((table.num_rows, len(self.features) + 1), np.float32)
         for j, name in enumerate([*self.features, self.target]):
             block[:, j] = table.column(name).to_numpy()  # one copy, casting to float32 (nulls become NaN)
-        if not isinstance(select, slice):
-            block = block[select]
+        block = block[select]
         if not np.isfinite(block).all():
             raise UserError(
                 f"{path}, row group {group}: a used column holds a null, NaN or infinite value; fix or drop those rows"
@@ -148,22 +131,17 @@ def _uniform(seed: int, index: np.ndarray) -> np.ndarray:
 
 
 class SplitRule:
-    """Which rows of ``ParquetRows`` belong to train, val and test, decided row group by row group.
+    """Which rows of each row group are in train, val and test (``ParquetRegressionData`` describes the splits)."""
 
-    ``sequential``: by global row index, as in memory: the first ``train_split`` of the rows train, the next
-    ``val_split`` validate, the rest test. ``random``: each row by a seeded hash of its global index, so the splits
-    hold about those fractions, the same in every epoch and process, and no pass over the data decides them.
-    ``val_split`` 0: ``val`` is the test split.
-    """
-
-    def __init__(
-        self, rows: int, train_split: float, val_split: float, split: Literal["sequential", "random"], seed: int
-    ) -> None:
-        self.train_split, self.val_split, self.split, self.seed = train_split, val_split, split, seed
-        train, val = int(train_split * rows), int(val_split * rows)
-        self.ranges = {"train": (0, train), "val": (train, train + val), "test": (train + val, rows)}
+    def __init__(self, data: ParquetRegressionData) -> None:
+        self.split, self.seed = data.split, data.seed
+        self.train_split, self.val_split = data.train_split, data.val_split
+        train, val, test = data.split_sizes(data.table.rows)
+        self.ranges = {"train": (0, train), "val": (train, train + val), "test": (train + val, train + val + test)}
 
     def name(self, split: str) -> str:
+        """The split that ``split`` reads: ``val`` is ``test`` when ``val_split`` is 0."""
+        require(split in SPLITS, f"split must be train, val or test, got {split!r}")
         return "test" if split == "val" and not self.val_split else split
 
     def select(self, piece: _Piece, split: str) -> slice | np.ndarray:
@@ -179,78 +157,49 @@ class SplitRule:
 
     def counts(self, pieces: list[_Piece], split: str) -> np.ndarray:
         """The number of ``split`` rows in each piece."""
-        sizes = []
-        for piece in pieces:
-            s = self.select(piece, split)
-            sizes.append(s.stop - s.start if isinstance(s, slice) else int(s.sum()))
-        return np.array(sizes, dtype=np.int64)
+        selected = [self.select(piece, split) for piece in pieces]
+        return np.array([s.stop - s.start if isinstance(s, slice) else s.sum() for s in selected], dtype=np.int64)
 
 
 class ParquetStream(IterableDataset):
-    """One split's rows in batches of float32 ``(x, y)``, for this process (``rank``) and its DataLoader worker.
+    """One split's rows for process ``rank`` of ``world_size``, in blocks of float32 ``[x, y]`` rows per loader worker.
 
-    Per epoch, seeded by (``seed``, epoch): the row groups in a random order, each of them read whole. Their rows
-    form one sequence; rank ``r`` of ``world_size`` takes its ``r``-th equal, contiguous part (``rows //
-    world_size`` rows: the remainder, fewer than ``world_size`` rows and different ones each epoch, is left out, as
-    in memory), and cuts it at batch boundaries into one contiguous part per DataLoader worker. A worker reads only
-    its row groups, passes their rows through a shuffle buffer and yields blocks of up to ``BLOCK_BATCHES`` batches,
-    which :class:`ParquetBatches` cuts; only the rank's last batch is short. So every rank runs the same number of
-    steps, and every row of the split is in exactly one batch of one rank (but the remainder) in each epoch.
+    Each rank takes an equal, contiguous part of the epoch's rows, each worker a part of that cut at batch boundaries.
     """
 
-    def __init__(
-        self,
-        table: ParquetRows,
-        rule: SplitRule,
-        split: str,
-        batch_size: int,
-        shuffle: bool = False,
-        shuffle_buffer: int = 1_000_000,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.table, self.rule, self.split = table, rule, split
-        self.batch_size, self.shuffle, self.shuffle_buffer, self.seed = batch_size, shuffle, shuffle_buffer, seed
-        self.rank, self.world_size = rank, world_size
-        self.counts = rule.counts(table.pieces, split)
+    def __init__(self, data: ParquetRegressionData, split: str, rank: int = 0, world_size: int = 1) -> None:
+        self.table, self.rule, self.split, self.rank, self.seed = data.table, data.rule, split, rank, data.seed
+        self.batch_size, self.shuffle_buffer = data.batch_size or 1, data.shuffle_buffer
+        self.shuffle = split == "train" and data.shuffle
+        self.counts = self.rule.counts(self.table.pieces, split)
         self.rows = int(self.counts.sum()) // world_size  # this rank's rows
         self.epoch = 0  # set before each epoch's iteration (ParquetBatches); workers get a copy of it
 
     def __len__(self) -> int:
-        """The rank's batches (the stream yields them in blocks of up to ``BLOCK_BATCHES``)."""
         return math.ceil(self.rows / self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor | UserError]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        batches = len(self)
-        first, last = (
-            min(b * self.batch_size, self.rows)
-            for b in (worker * batches // workers, (worker + 1) * batches // workers)
+        low, high = (
+            self.rank * self.rows + min(b * self.batch_size, self.rows)
+            for b in (worker * len(self) // workers, (worker + 1) * len(self) // workers)
         )
-        offset = self.rank * self.rows
         try:
-            order = self.order()
-            chunks = self._chunks(order, offset + first, offset + last, threads=info is None)
             rng = np.random.default_rng([self.seed % 2**64, self.epoch, 1 + self.rank * workers + worker])
-            block_rows = self.batch_size * BLOCK_BATCHES
             buffer = self.shuffle_buffer if self.shuffle else 0
-            yield from shuffled_blocks(chunks, block_rows, buffer, rng, shared=info is not None)
+            chunks = self._chunks(low, high, threads=info is None)
+            yield from shuffled_blocks(chunks, self.batch_size * BLOCK_BATCHES, buffer, rng, shared=info is not None)
         except UserError as err:
             if info is None:
                 raise
             yield err  # a worker's exception would reach the main process with its traceback in the message
 
-    def order(self) -> np.ndarray:
-        """This epoch's order of the pieces that hold rows of the split."""
+    def _chunks(self, low: int, high: int, threads: bool) -> Iterator[np.ndarray]:
+        """Rows ``[low, high)`` of the epoch's row groups (in a random order with ``shuffle``), one at a time."""
         order = np.flatnonzero(self.counts)
         if self.shuffle:
             order = np.random.default_rng([self.seed % 2**64, self.epoch]).permutation(order)
-        return order
-
-    def _chunks(self, order: np.ndarray, low: int, high: int, threads: bool) -> Iterator[np.ndarray]:
-        """Rows ``[low, high)`` of the epoch's sequence, a row group at a time."""
         ends = np.cumsum(self.counts[order])
         for k in range(int(np.searchsorted(ends, low, side="right")), len(order)):
             start = int(ends[k] - self.counts[order[k]])
@@ -264,20 +213,17 @@ class ParquetStream(IterableDataset):
 def shuffled_blocks(
     chunks: Iterator[np.ndarray], block_rows: int, buffer: int, rng: np.random.Generator, shared: bool = False
 ) -> Iterator[Tensor]:
-    """The rows of ``chunks`` in blocks of ``block_rows``, all full but the last; ``buffer`` > 0 shuffles them.
+    """The rows of ``chunks`` in blocks of ``block_rows``, all full but the last, through a shuffle buffer.
 
-    The shuffle buffer fills to at least ``buffer`` rows, is permuted, and gives out all the whole blocks it holds;
-    the rows left over (fewer than a block) stay and mix with the next rows. So a batch draws its rows at random from
-    about ``buffer`` rows that follow each other in the epoch's order of row groups. ``shared``: the blocks are
-    written straight into shared memory, which a DataLoader worker then sends without copying them again.
+    With ``buffer`` > 0, at least that many rows are permuted together and the whole blocks given out; the leftover
+    rows mix with the next ones. ``shared``: blocks in shared memory, which a DataLoader worker sends without a copy.
     """
-    capacity = max(buffer, block_rows)
     held: list[np.ndarray] = []
     count = 0
     for chunk in chunks:
         held.append(chunk)
         count += len(chunk)
-        if count >= capacity:
+        if count >= max(buffer, block_rows):
             out = count // block_rows * block_rows
             rows = _gather(held, count, buffer, rng, shared)
             yield from (rows[start : start + block_rows] for start in range(0, out, block_rows))
@@ -298,12 +244,7 @@ def _gather(held: list[np.ndarray], count: int, buffer: int, rng: np.random.Gene
 
 
 class ParquetBatches:
-    """The batches of a :class:`ParquetStream` through a DataLoader with ``num_workers`` worker processes.
-
-    Like ``TensorBatches``, one iterable with a length. Before each iteration it sets the stream's epoch (from
-    ``epoch``, else counting iterations), so a resumed fit reads the same batches as an uninterrupted one. Workers
-    start anew each epoch, with that epoch; with ``num_workers`` 0 the main process reads.
-    """
+    """The batches of a :class:`ParquetStream` read by ``num_workers`` DataLoader workers, epoch by epoch."""
 
     def __init__(
         self,
@@ -318,7 +259,7 @@ class ParquetBatches:
     def __len__(self) -> int:
         return len(self.stream)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         self.stream.epoch = self.epoch() if self.epoch is not None else self.iterations
         self.iterations += 1
         loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
@@ -334,21 +275,17 @@ class ParquetRegressionData(RegressionDataModule):
     """Rows of Parquet files, streamed: ``target`` is y, ``features`` (default: every other numeric column) are x.
 
     ``path`` is one Parquet file or a folder of them (searched recursively; names starting with ``.`` or ``_`` are
-    skipped), all with the same schema. Construction reads only the footers, to check the files and columns; rows are
-    read by row group while training, so memory stays bounded whatever the data's size (see ``shuffle_buffer``).
+    skipped), all with the same schema. Construction reads only the footers; rows are read by row group while training,
+    so memory stays bounded whatever the data's size (see ``shuffle_buffer``).
 
     - **Splits** need no pass over the data: ``sequential`` takes the rows in order (files sorted by path), as in
       memory; ``random`` assigns each row by a seeded hash of its index, so the splits hold about their fractions.
-    - **Shuffle**, each epoch, seeded by (``seed``, epoch): the row groups in a random order, then a shuffle buffer.
-      A batch draws its rows from the few row groups in the buffer (8 with the defaults and ``make-data``'s row
-      groups of 131,072 rows), not from the whole data: if the files are sorted (by time, by key), write them
-      shuffled or with smaller row groups, or enlarge the buffer (``make-data`` writes i.i.d. rows).
-    - **Sharding**: every DDP rank takes an equal, contiguous part of the epoch's rows, and each DataLoader worker a
-      part of that, so every training row is used exactly once per epoch, but for up to ``world_size - 1`` rows left
-      out (different ones each epoch) so that every rank runs the same number of steps. Validation and test read the
-      whole split on every rank, so synced metrics are exact, as in memory.
-    - **Statistics** (``feature_stats``, ``target_stats``, ``exact_ols``, ``exact_mse``) and the samples (``sample``)
-      come from one pass over the data in float64, on first use.
+    - **Shuffle**, each epoch, seeded by (``seed``, epoch): the row groups in a random order, then a shuffle buffer, so
+      a batch mixes a few row groups, not the whole data: write sorted files shuffled, or enlarge the buffer.
+    - **Sharding**: every DDP rank takes an equal, contiguous part of the epoch's rows, each DataLoader worker a part of
+      that; up to ``world_size - 1`` rows (different ones each epoch) are left out so that every rank runs the same
+      number of steps. Validation and test read the whole split on every rank, so synced metrics are exact.
+    - **Statistics** and samples come from one pass over the data in float64, on first use.
 
     Args:
         path: a Parquet file, or a folder of Parquet files with the same columns
@@ -388,14 +325,11 @@ class ParquetRegressionData(RegressionDataModule):
         self.save_hyperparameters(logger=False)  # the report callback logs every run's settings
         self.standardize = standardize
         self.table = ParquetRows(path, target, features)
-        self.rule = SplitRule(self.table.rows, train_split, val_split, split, seed)
+        self.rule = SplitRule(self)
         self.num_workers, self.shuffle_buffer, self.sample_rows = num_workers, shuffle_buffer, sample_rows
         self._summary: tuple[dict[str, Moments], dict[str, np.ndarray]] | None = None
         if split == "sequential":
-            try:
-                self.check_split_sizes(self.table.rows)
-            except UserError as err:
-                raise UserError(f"{path}: {err}") from None
+            self.check_split_sizes(self.table.rows, path)
 
     @property
     def num_features(self) -> int:
@@ -410,18 +344,7 @@ class ParquetRegressionData(RegressionDataModule):
 
     def stream(self, split: str, rank: int = 0, world_size: int = 1) -> ParquetStream:
         """The rows of ``split`` (train, val or test) for process ``rank`` of ``world_size``."""
-        train = split == "train"
-        return ParquetStream(
-            self.table,
-            self.rule,
-            split,
-            self.batch_size or 1,
-            shuffle=train and self.shuffle,
-            shuffle_buffer=self.shuffle_buffer,
-            seed=self.seed,
-            rank=rank,
-            world_size=world_size,
-        )
+        return ParquetStream(self, split, rank, world_size)
 
     def _batches(self, split: str) -> ParquetBatches:
         trainer = self.trainer
@@ -455,11 +378,10 @@ class ParquetRegressionData(RegressionDataModule):
         if self._summary is not None:
             return self._summary
         table, splits = self.table, [name for name in SPLITS if self.rule.name(name) == name]
-        counts = {split: self.rule.counts(table.pieces, split) for split in splits}
         moments = {split: Moments(self.num_features + 1) for split in splits}
         samples, wanted, seen = {}, {}, dict.fromkeys(splits, 0)
         for number, split in enumerate(splits):
-            total = int(counts[split].sum())
+            total = int(self.rule.counts(table.pieces, split).sum())
             rng = np.random.default_rng([self.seed % 2**64, 2**32 + number])
             picked = rng.choice(total, size=min(total, self.sample_rows), replace=False)  # random order
             wanted[split] = (np.sort(picked), np.argsort(picked))
@@ -467,8 +389,6 @@ class ParquetRegressionData(RegressionDataModule):
         for index, piece in enumerate(table.pieces):
             rows = table.read(index, slice(0, piece.rows))
             for split in splits:
-                if not counts[split][index]:
-                    continue
                 block = rows[self.rule.select(piece, split)]
                 moments[split].update(block)
                 positions, slots = wanted[split]
@@ -479,33 +399,13 @@ class ParquetRegressionData(RegressionDataModule):
         return self._summary
 
     def moments(self, split: str = "train") -> Moments:
-        """The :class:`Moments` of ``split``'s ``[x, y]``."""
-        require(split in SPLITS, f"split must be train, val or test, got {split!r}")
         return self.summary()[0][self.rule.name(split)]
 
-    def feature_stats(self) -> tuple[Tensor, Tensor] | None:
-        """Mean and population standard deviation of each feature over the training split (None without standardize)."""
-        if not self.standardize:
-            return None
+    def train_stats(self, target: bool) -> tuple[Tensor, Tensor]:
+        """From the training split's moments, in float64."""
         moments = self.moments("train")
-        std = np.sqrt(np.diag(moments.cov)[:-1])
-        constant = [name for name, s in zip(self.feature_names, std) if s == 0]
-        require(
-            not constant,
-            f"data.standardize: feature(s) {', '.join(constant)} are constant on the training split (standard "
-            f"deviation 0); leave them out of data.features or set data.standardize false",
-        )
-        return torch.from_numpy(moments.mean[:-1].copy()), torch.from_numpy(std)
-
-    def target_stats(self) -> tuple[Tensor, Tensor]:
-        """Mean and population standard deviation of y over the training split, shape (1,) each."""
-        moments = self.moments("train")
-        return torch.tensor(moments.mean[-1:]), torch.tensor(np.sqrt(moments.cov[-1:, -1]))
-
-    def exact_ols(self) -> tuple[Tensor, Tensor]:
-        """The least-squares (weight, bias) of the training split, exact in float64 (normal equations)."""
-        weight, bias = self.moments("train").ols()
-        return torch.from_numpy(weight), torch.tensor([bias], dtype=torch.float64)
+        columns = slice(-1, None) if target else slice(None, -1)
+        return torch.tensor(moments.mean[columns]), torch.tensor(np.sqrt(np.diag(moments.cov)[columns]))
 
     def exact_mse(self, weight: Tensor, bias: Tensor, split: str = "train") -> float:
         """The mean squared error of the line (weight, bias) over all rows of ``split``, from its moments."""
@@ -514,7 +414,6 @@ class ParquetRegressionData(RegressionDataModule):
     def sample(self, split: str = "train", rows: int | None = None) -> tuple[Tensor, Tensor]:
         """A uniform random sample of ``split`` without replacement, seeded by ``seed``: float64 ``x`` (n, features)
         and ``y`` (n, 1), n = min(``rows``, ``sample_rows``, the split's rows)."""
-        require(split in SPLITS, f"split must be train, val or test, got {split!r}")
         block = torch.from_numpy(self.summary()[1][self.rule.name(split)][:rows])
         return block[:, :-1], block[:, -1:]
 
@@ -591,14 +490,4 @@ def main(argv: list[str]) -> None:
     )
 
 
-__all__ = [
-    "Moments",
-    "ParquetBatches",
-    "ParquetRegressionData",
-    "ParquetRows",
-    "ParquetStream",
-    "SplitRule",
-    "main",
-    "shuffled_blocks",
-    "write_parquet_dataset",
-]
+__all__ = ["ParquetBatches", "ParquetRegressionData", "ParquetRows", "ParquetStream", "main", "write_parquet_dataset"]
