@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lit_linreg.deploy.options import parse_function_arguments, require_extra
+from lit_linreg.deploy import parse_function_arguments, require_extra
 from lit_linreg.errors import UserError
 
 Format = Literal["onnx", "torchscript", "exported"]

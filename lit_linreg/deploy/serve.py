@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from lit_linreg.deploy.options import parse_function_arguments, require_extra
+from lit_linreg.deploy import parse_function_arguments, require_extra
 from lit_linreg.deploy.processes import tie_forked_children
 from lit_linreg.errors import UserError, require
 
