@@ -1,6 +1,5 @@
-"""The LitServe side of ``lit-linreg serve``: the LitAPI that runs the model, and the guard that checks requests.
-
-Imported only once the ``serve`` extra is known to be installed (see :mod:`lit_linreg.deploy.serve`).
+"""The LitServe side of ``lit-linreg serve``: the LitAPI that runs the model, the guard that checks requests, and the
+ties that end every worker with the server. Imported only once the ``serve`` extra is known to be installed.
 
 Requests are checked in the HTTP process, by :class:`PredictGuard`, before they are queued for the model: LitServe's
 batched loop answers a whole batch with the error that one request's ``decode_request`` raises (litserve 0.2.19,
@@ -10,9 +9,13 @@ guard's canonical form ``{"x": [[float, ...], ...]}``, which ``decode_request`` 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
+import sys
+import threading
+import time
 import warnings
 from multiprocessing import resource_tracker
 from typing import Any
@@ -20,11 +23,45 @@ from typing import Any
 import litserve as ls
 import torch
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from torch import Tensor
 
 from lit_linreg.deploy.model_io import check_finite_predictions, load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, RequestError, RowParser, parse_body, too_large
 from lit_linreg.errors import UserError
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` ends, even by SIGKILL, or at once if it already has.
+
+    Linux: the kernel sends this process SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tie_forked_children() -> None:
+    """Every process forked from now on (LitServe's queue manager and HTTP server) dies with the one that forked it;
+    the model worker, which LitServe spawns, ties itself in :meth:`PredictAPI.setup`."""
+    forking = os.getpid()
+
+    def before() -> None:
+        nonlocal forking
+        forking = os.getpid()
+
+    os.register_at_fork(before=before, after_in_child=lambda: die_with_parent(forking))
 
 
 class PredictAPI(ls.LitAPI):
@@ -36,8 +73,6 @@ class PredictAPI(ls.LitAPI):
         self.server_pid = os.getpid()  # the process that starts this worker
 
     def setup(self, device: str) -> None:
-        from lit_linreg.deploy.processes import die_with_parent
-
         die_with_parent(self.server_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops this one
         torch.set_num_threads(1)  # a linear model on a few rows: threads only add hand-offs
@@ -54,7 +89,7 @@ class PredictAPI(ls.LitAPI):
         return rows
 
     def batch(self, inputs: list[Tensor]) -> list[Tensor]:
-        return inputs
+        return inputs  # rows per request differ: predict concatenates them
 
     def predict(self, x: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
         with torch.inference_mode():
@@ -90,19 +125,15 @@ class PredictGuard:
                 return
             rows = self.parser.rows(parse_body(body))
         except RequestError as err:
-            await _send_json(send, err.status, {"detail": err.message})
+            await JSONResponse({"detail": err.message}, err.status)(scope, receive, send)
             return
         canonical = json.dumps({"x": rows}, separators=(",", ":")).encode()
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(canonical)).encode())]
-        replayed = False
+        messages = iter([{"type": "http.request", "body": canonical, "more_body": False}])
 
         async def replay() -> dict:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": canonical, "more_body": False}
+            return next(messages, None) or await receive()
 
         await self.app({**scope, "headers": headers}, replay, send)
 
@@ -116,20 +147,12 @@ class PredictGuard:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             if size > MAX_BODY_BYTES:
                 raise too_large()
-            chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
-
-
-async def _send_json(send: Any, status: int, content: dict) -> None:
-    body = json.dumps(content, separators=(",", ":")).encode()  # compact, as FastAPI answers
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class Server(ls.LitServer):
@@ -147,11 +170,7 @@ class Server(ls.LitServer):
 
 
 def build_server(
-    ckpt_path: str,
-    parser: RowParser,
-    max_batch_size: int,
-    batch_timeout: float,
-    fast_queue: bool,
+    ckpt_path: str, parser: RowParser, max_batch_size: int, batch_timeout: float, fast_queue: bool
 ) -> Server:
     """The LitServer for one checkpoint: one CPU worker, ``/predict`` guarded, no OpenAPI pages."""
     with warnings.catch_warnings():  # "both batch and unbatch methods implemented, but max_batch_size" 1: on purpose

@@ -16,17 +16,13 @@ import sys
 import threading
 import time
 
-from lit_linreg.deploy import parse_function_arguments, require_extra
-from lit_linreg.deploy.processes import tie_forked_children
+from lit_linreg.deploy import load_for_inference, parse_function_arguments, require_extra, resolve_checkpoint
+from lit_linreg.deploy.model_io import prediction_bound
+from lit_linreg.deploy.payload import RowParser
 from lit_linreg.errors import UserError, require
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds to
-# Measured with benchmarks/serve_bench.py on a 2-core CPU machine: batching was no faster at 8 clients and slower
-# at 1 (README_serve_section.md / the README's serving benchmark).
-# The model costs microseconds; LitServe queues and answers each request on its own even within a batch, and its
-# batched loop polls the request queue while it waits for a batch to fill.
-DEFAULT_MAX_BATCH_SIZE = 1
-DEFAULT_BATCH_TIMEOUT = 0.0
+DEFAULT_BATCH_TIMEOUT = 0.0  # no batching by default: the README's serving benchmark found it no faster on a CPU
 
 
 def serve(
@@ -34,7 +30,7 @@ def serve(
     config: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_batch_size: int = 1,
     batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
     fast_queue: bool = True,
 ) -> None:
@@ -63,20 +59,24 @@ def serve(
     )
     require_extra("serve", ["litserve", "fastapi", "uvicorn"] + (["zmq"] if fast_queue else []))
 
-    global _MAIN_PID
-    _MAIN_PID = os.getpid()
-    previous = {number: signal.signal(number, _terminate) for number in (signal.SIGTERM, signal.SIGINT)}
+    main_pid = os.getpid()
+
+    def terminate(signum: int, frame: object) -> None:
+        """SIGTERM and Ctrl-C: LitServe then shuts its HTTP and model processes down. In its HTTP process, forked
+        after this is set, uvicorn re-raises the signal once shut down: that process ends quietly, no traceback."""
+        if os.getpid() != main_pid:
+            raise SystemExit(0)
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, terminate) for number in (signal.SIGTERM, signal.SIGINT)}
     stop = threading.Event()
     try:
-        from lit_linreg.deploy.model_io import load_for_inference, prediction_bound, resolve_checkpoint
-        from lit_linreg.deploy.payload import RowParser
-
         path = resolve_checkpoint(ckpt_path, config)
         task, names = load_for_inference(path)
         parser = RowParser(int(task.hparams["in_features"]), names, prediction_bound(task))
         _check_port_free(host, port)
 
-        from lit_linreg.deploy.litapi import build_server
+        from lit_linreg.deploy.litapi import build_server, tie_forked_children
 
         server = build_server(path, parser, max_batch_size, batch_timeout, fast_queue)
         address = f"http://{'[::]' if host == '::' else host}:{port}"
@@ -98,20 +98,6 @@ def serve(
             signal.signal(number, handler)
         _end_children()
     print("lit-linreg serve: stopped", flush=True)
-
-
-_MAIN_PID = os.getpid()
-
-
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM and Ctrl-C: LitServe then shuts its HTTP and model processes down.
-
-    LitServe forks its HTTP process after this handler is set: there (uvicorn re-raises the signal once it has shut
-    down gracefully) it ends that process quietly instead of with a KeyboardInterrupt traceback.
-    """
-    if os.getpid() != _MAIN_PID:
-        raise SystemExit(0)
-    raise KeyboardInterrupt
 
 
 def _check_port_free(host: str, port: int) -> None:
