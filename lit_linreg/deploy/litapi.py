@@ -1,11 +1,6 @@
-"""The LitServe side of ``lit-linreg serve``: the LitAPI that runs the model, the guard that checks requests, and the
-ties that end every worker with the server. Imported only once the ``serve`` extra is known to be installed.
-
-Requests are checked in the HTTP process, by :class:`PredictGuard`, before they are queued for the model: LitServe's
-batched loop answers a whole batch with the error that one request's ``decode_request`` raises (litserve 0.2.19,
-``BatchedLoop.run_batched_loop``), so a bad request must never reach the batch. What reaches the model is the
-guard's canonical form ``{"x": [[float, ...], ...]}``, which ``decode_request`` turns into a tensor.
-"""
+"""The LitServe side of ``lit-linreg serve``: the LitAPI, the guard that checks each request in the HTTP process before
+it is queued (LitServe 0.2.19 fails a whole batch with one request's ``decode_request`` error), and the ties that end
+every worker with the server. Imported once the ``serve`` extra is known to be installed."""
 
 from __future__ import annotations
 
@@ -26,18 +21,14 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from torch import Tensor
 
-from lit_linreg.deploy.model_io import check_finite_predictions, load_for_inference
+from lit_linreg.deploy.model_io import load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, RequestError, RowParser, parse_body, too_large
-from lit_linreg.errors import UserError
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def die_with_parent(parent: int) -> None:
-    """End this process when ``parent`` ends, even by SIGKILL, or at once if it already has.
-
-    Linux: the kernel sends this process SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls.
-    """
+    """End this process when ``parent`` ends, even by SIGKILL (Linux: PDEATHSIG; elsewhere a polling thread)."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
@@ -53,8 +44,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def tie_forked_children() -> None:
-    """Every process forked from now on (LitServe's queue manager and HTTP server) dies with the one that forked it;
-    the model worker, which LitServe spawns, ties itself in :meth:`PredictAPI.setup`."""
+    """Every process forked from now on dies with its parent (the spawned model worker ties itself in ``setup``)."""
     forking = os.getpid()
 
     def before() -> None:
@@ -101,16 +91,19 @@ class PredictAPI(ls.LitAPI):
         return output
 
     def encode_response(self, output: Tensor) -> dict[str, list[float]]:
-        try:  # PredictGuard refuses rows whose prediction would overflow: this is the backstop
-            check_finite_predictions(output, "the request")
-        except UserError as err:
-            raise HTTPException(422, str(err)) from None
+        overflowed = (~torch.isfinite(output)).any(dim=1).nonzero()  # PredictGuard refuses such rows: a backstop
+        if len(overflowed):
+            raise HTTPException(
+                422,
+                f"the prediction for row {int(overflowed[0, 0])} of the request overflows float32 (magnitudes up to "
+                f"3.4e38, which the model computes in): its inputs are too large for this model; send smaller values",
+            )
         return {"y_pred": output[:, 0].tolist()}
 
 
 class PredictGuard:
-    """ASGI middleware: reads ``POST <path>`` bodies up to the cap, checks them with ``parser`` and answers every
-    bad one itself (4xx, ``{"detail": "..."}``); good ones go on as canonical JSON. Other routes pass untouched."""
+    """ASGI middleware: answers each bad ``POST <path>`` body itself (4xx ``{"detail": ...}``), passes good ones on as
+    canonical JSON ``{"x": [[float, ...], ...]}`` and other routes untouched."""
 
     def __init__(self, app: Any, parser: RowParser, path: str = "/predict") -> None:
         self.app, self.parser, self.path = app, parser, path
@@ -156,9 +149,7 @@ class PredictGuard:
 
 
 class Server(ls.LitServer):
-    """A LitServer whose model worker starts with SIGINT blocked: Ctrl-C reaches every process of the terminal's
-    group, and only the main process, which stops the others, must act on it (a worker still importing torch would
-    print a KeyboardInterrupt traceback)."""
+    """A LitServer whose model worker starts with SIGINT blocked: the main process, which stops it, acts on Ctrl-C."""
 
     def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
         resource_tracker.ensure_running()  # started first: starting it unblocks SIGINT

@@ -1,6 +1,4 @@
-"""Loading a trained checkpoint for inference (serve, export), with the same resolution and checks as ``predict``:
-``last``/``best`` in the ``--config`` run's folder (``checkpoints.run_name`` and ``checkpoint_dir``, as the CLI), every
-file read weights-only through the trusted-checkpoint checks."""
+"""Loading a trained checkpoint for serve and export, resolved and checked as ``lit-linreg predict`` does."""
 
 from __future__ import annotations
 
@@ -8,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import Tensor
 
@@ -21,7 +18,7 @@ from lit_linreg.checkpoints import (
     run_name,
 )
 from lit_linreg.datasets.csv_reader import is_number, read_head
-from lit_linreg.errors import UserError
+from lit_linreg.errors import UserError, require
 from lit_linreg.files import config_file_error
 from lit_linreg.task import LinearRegressionTask
 
@@ -32,8 +29,7 @@ def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     """The checkpoint file that ``--ckpt_path`` names: ``last``, ``best`` (of the ``--config``'s run) or a file."""
     settings: dict[str, Any] = {}
     if config is not None:  # checked as fit checks its --config files
-        if not Path(config).is_file():
-            raise UserError(f"--config {config} does not exist or is not a file; check the path")
+        require(Path(config).is_file(), f"--config {config} does not exist or is not a file; check the path")
         problem = config_file_error(config)
         if problem:
             raise UserError(problem)
@@ -56,9 +52,7 @@ def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
 
 
 def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[LinearRegressionTask, list[str] | None]:
-    """The trained task of ``ckpt_path`` (``last``, ``best`` or a file) in eval mode on the CPU, and the CSV columns
-    it was trained on (None for synthetic data); the file passes ``predict``'s checks, each problem a one-line
-    :class:`UserError`."""
+    """The checked task of ``ckpt_path`` in eval mode on the CPU, and the CSV columns it was trained on (else None)."""
     path = resolve_checkpoint(ckpt_path, config)
     checkpoint = load_checkpoint_file(path)
     try:
@@ -72,18 +66,6 @@ def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[Linea
     if names is None or len(names) != task.hparams["in_features"] or not all(isinstance(n, str) for n in names):
         return task, None
     return task, list(names)
-
-
-def check_finite_predictions(y_pred: Tensor, source: str) -> None:
-    """Every prediction in ``y_pred`` (rows, ...) is finite, or a one-line :class:`UserError` naming the first row
-    whose prediction overflowed float32 (its inputs are too large for this model)."""
-    finite = torch.isfinite(y_pred.reshape(len(y_pred), -1)).all(dim=1)
-    if not finite.all():
-        row = int((~finite).nonzero()[0, 0])
-        raise UserError(
-            f"the prediction for row {row} of {source} overflows float32 (magnitudes up to 3.4e38, which the model "
-            f"computes in): its inputs are too large for this model; send smaller values"
-        )
 
 
 def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:
@@ -102,8 +84,7 @@ def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:
 
 
 def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
-    """Up to ``PARITY_ROWS`` x of the checkpoint's test split, rebuilt from its data settings, and where they came
-    from; None and the reason when the data cannot be rebuilt here (e.g. a data file no longer at its path)."""
+    """Up to ``PARITY_ROWS`` x of the checkpoint's rebuilt test split and where they came from, else None and why."""
     checkpoint = load_checkpoint_file(ckpt_path)
     data = data_config(checkpoint, ckpt_path)
     if data is None:
@@ -124,8 +105,7 @@ def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
 
 
 def prediction_bound(task: LinearRegressionTask) -> tuple[list[tuple[float, float, float]], float]:
-    """Per feature (mean, std, |weight|) in the model's own units, and |bias|: enough to bound every intermediate
-    value of ``task(x)`` for a row, so that a row whose prediction would overflow float32 can be refused up front."""
+    """Per feature (mean, std, |weight|) and |bias|, in the model's units: bounds on what ``task(x)`` computes."""
     weight, bias = (t.double() for t in task.model.coefficients())
     n = weight.numel()
     if task.hparams["standardize"]:  # the model's output is scaled back to the target's units
