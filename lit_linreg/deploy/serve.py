@@ -1,11 +1,8 @@
-"""``lit-linreg serve``: a trained checkpoint behind an HTTP endpoint, on LitServe (the ``serve`` extra).
-
-Run: lit-linreg serve --ckpt_path checkpoints/base/version_0/last.ckpt
-     curl -s -X POST http://127.0.0.1:8000/predict -d '{"x": [0.8, 0.98]}'
-"""
+"""``lit-linreg serve``: a trained checkpoint behind an HTTP endpoint, on LitServe (the ``serve`` extra)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import multiprocessing
@@ -22,7 +19,6 @@ from lit_linreg.deploy.payload import RowParser
 from lit_linreg.errors import UserError, require
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds to
-DEFAULT_BATCH_TIMEOUT = 0.0  # no batching by default: the README's serving benchmark found it no faster on a CPU
 
 
 def serve(
@@ -30,8 +26,8 @@ def serve(
     config: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    max_batch_size: int = 1,
-    batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
+    max_batch_size: int = 1,  # no batching: the README's serving benchmark found it no faster on a CPU
+    batch_timeout: float = 0.0,
     fast_queue: bool = True,
 ) -> None:
     """Serve a checkpoint over HTTP: POST /predict {"x": [0.8, 0.98]} answers {"y_pred": [...]}; GET /health.
@@ -55,15 +51,14 @@ def serve(
     require(max_batch_size >= 1, f"--max_batch_size must be at least 1 (1 = no batching), got {max_batch_size}")
     require(
         math.isfinite(batch_timeout) and 0 <= batch_timeout <= 1,
-        f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}; the default is {DEFAULT_BATCH_TIMEOUT}",
+        f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}; the default is 0.0",
     )
     require_extra("serve", ["litserve", "fastapi", "uvicorn"] + (["zmq"] if fast_queue else []))
 
     main_pid = os.getpid()
 
     def terminate(signum: int, frame: object) -> None:
-        """SIGTERM and Ctrl-C: LitServe then shuts its HTTP and model processes down. In its HTTP process, forked
-        after this is set, uvicorn re-raises the signal once shut down: that process ends quietly, no traceback."""
+        """SIGTERM and Ctrl-C stop LitServe; its HTTP process (forked later; uvicorn re-raises them) ends quietly."""
         if os.getpid() != main_pid:
             raise SystemExit(0)
         raise KeyboardInterrupt
@@ -113,24 +108,19 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _announce_when_ready(host: str, port: int, stop: threading.Event, line: str) -> None:
-    """Print ``line`` once ``GET /health`` answers 200 (the model is loaded and the HTTP server accepts requests)."""
+    """Print ``line`` once ``GET /health`` answers 200: the model is loaded and the HTTP server accepts requests."""
     target = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    while not stop.is_set():
-        try:
-            connection = http.client.HTTPConnection(target, port, timeout=1)
+    while not stop.wait(0.05):
+        connection = http.client.HTTPConnection(target, port, timeout=1)
+        with contextlib.suppress(OSError), contextlib.closing(connection):
             connection.request("GET", "/health")
             if connection.getresponse().status == 200:
                 print(line, flush=True)
                 return
-        except OSError:
-            pass
-        finally:
-            connection.close()
-        stop.wait(0.05)
 
 
 def _end_children(timeout: float = 3.0) -> None:
-    """End what LitServe left running (a worker it could not stop, its queue manager), at most ``timeout`` s."""
+    """End what LitServe left running (a worker it could not stop, its queue manager) within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     children = multiprocessing.active_children()
     for child in children:
