@@ -1,12 +1,5 @@
-"""``lit-linreg export``: a checkpoint as a plain model file for other runtimes, checked against the checkpoint.
-
-Run: lit-linreg export --ckpt_path checkpoints/base/version_0/last.ckpt --format onnx  (writes last.onnx beside it)
-
-The exported model is the task's ``forward``: the standardisation (for CSV models trained with it) and the linear
-model, float32 ``x`` of shape (rows, features) in, ``y_pred`` of shape (rows, 1) out, any number of rows. Before the
-file is put at ``--out``, the reloaded file (onnxruntime for ONNX) must give the checkpoint's own predictions on its
-test split, rebuilt from the data settings in the checkpoint.
-"""
+"""``lit-linreg export``: a checkpoint's ``forward`` (standardisation included) as a plain model file for other
+runtimes, written only once the reloaded file gives the checkpoint's own predictions on its test split."""
 
 from __future__ import annotations
 
@@ -76,8 +69,7 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
 
     tmp = target.parent / f".lit-linreg-export.{secrets.token_hex(4)}{SUFFIXES[format]}"  # the usual permissions
     try:
-        with _quiet():
-            # 2 example rows: a dimension of size 1 would be specialised, not kept dynamic
+        with _quiet():  # 2 example rows: a dimension of size 1 would be specialised, not kept dynamic
             run = EXPORTERS[format](task, tmp, torch.zeros(2, in_features))
         with torch.inference_mode():
             expected = task(rows)
@@ -120,8 +112,7 @@ def _to_onnx(task, path: Path, example: Tensor) -> Callable[[Tensor], Tensor]:
 
 
 def _to_torchscript(task, path: Path, example: Tensor) -> Callable[[Tensor], Tensor]:
-    # Traced, not scripted: the forward's branches depend on settings fixed at construction (standardize, feature
-    # count), and scripting would compile the branch whose buffers this model does not have.
+    # Traced: scripting would compile the forward's branches for buffers this model does not have.
     task.to_torchscript(path, method="trace", example_inputs=example)
     return torch.jit.load(str(path), map_location="cpu")
 
@@ -136,8 +127,7 @@ EXPORTERS = {"onnx": _to_onnx, "torchscript": _to_torchscript, "exported": _to_e
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporters' progress lines, warnings and tracer hints stay out of the command's output (errors still
-    raise)."""
+    """Keep the exporters' progress lines, warnings and tracer hints out of the output (errors still raise)."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
     levels = [logger.level for logger in loggers]
     try:

@@ -1,9 +1,5 @@
-"""The body of ``POST /predict``: strict JSON in, rows of float32-safe numbers out, every problem one clear line.
-
-Accepted: ``{"x": [0.8, 0.98]}`` (one feature), ``{"x": [[1, 2, 3], ...]}`` (one row per prediction) and, for a model
-trained on named CSV columns, ``{"x": [{"x1": 1, "x2": 2, "x3": 3}, ...]}``. Status codes: 400 for a body that is not
-JSON (NaN and Infinity included), 413 over :data:`MAX_BODY_BYTES` or :data:`MAX_ROWS`, 422 for no valid request.
-"""
+"""The body of ``POST /predict``: strict JSON in (``{"x": [0.8, 0.98]}``, ``{"x": [[1, 2, 3], ...]}`` or, for named CSV
+columns, ``{"x": [{"x1": 1, ...}, ...]}``), rows of float32-safe numbers out; each refusal a 4xx and one line."""
 
 from __future__ import annotations
 
@@ -81,8 +77,7 @@ def too_large(size: int | None = None) -> RequestError:
 
 
 class RowParser:
-    """Turns a parsed body into rows of ``in_features`` floats for this model, or raises :class:`RequestError`;
-    ``bound`` (:func:`lit_linreg.deploy.model_io.prediction_bound`) refuses rows whose prediction would overflow."""
+    """A parsed body as rows of ``in_features`` floats, refusing rows whose prediction would overflow ``bound``."""
 
     def __init__(
         self,
