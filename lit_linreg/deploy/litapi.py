@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from multiprocessing import resource_tracker
 from typing import Any
 
@@ -79,16 +78,13 @@ class PredictAPI(ls.LitAPI):
         return rows
 
     def batch(self, inputs: list[Tensor]) -> list[Tensor]:
-        return inputs  # rows per request differ: predict concatenates them
+        return inputs  # rows per request differ: predict concatenates them (LitServe's unbatch splits the list)
 
     def predict(self, x: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
         with torch.inference_mode():
             if isinstance(x, Tensor):
                 return self.task(x)
             return list(torch.split(self.task(torch.cat(x)), [len(t) for t in x]))
-
-    def unbatch(self, output: list[Tensor]) -> list[Tensor]:
-        return output
 
     def encode_response(self, output: Tensor) -> dict[str, list[float]]:
         overflowed = (~torch.isfinite(output)).any(dim=1).nonzero()  # PredictGuard refuses such rows: a backstop
@@ -149,7 +145,8 @@ class PredictGuard:
 
 
 class Server(ls.LitServer):
-    """A LitServer whose model worker starts with SIGINT blocked: the main process, which stops it, acts on Ctrl-C."""
+    """A LitServer whose model worker starts with SIGINT blocked: only the main process, which stops it, acts on
+    Ctrl-C (a worker still importing torch would print a KeyboardInterrupt traceback)."""
 
     def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
         resource_tracker.ensure_running()  # started first: starting it unblocks SIGINT
@@ -164,11 +161,8 @@ def build_server(
     ckpt_path: str, parser: RowParser, max_batch_size: int, batch_timeout: float, fast_queue: bool
 ) -> Server:
     """The LitServer for one checkpoint: one CPU worker, ``/predict`` guarded, no OpenAPI pages."""
-    with warnings.catch_warnings():  # "both batch and unbatch methods implemented, but max_batch_size" 1: on purpose
-        warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch methods")
-        api = PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     return Server(
-        api,
+        PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator="cpu",
         workers_per_device=1,
         middlewares=[(PredictGuard, {"parser": parser})],
