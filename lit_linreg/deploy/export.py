@@ -128,17 +128,13 @@ EXPORTERS = {"onnx": _to_onnx, "torchscript": _to_torchscript, "exported": _to_e
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Keep the exporters' progress lines, warnings and tracer hints out of the output (errors still raise)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
-    levels = [logger.level for logger in loggers]
+    logging.disable(logging.WARNING)
     try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        logging.disable(logging.NOTSET)
 
 
 def main(argv: list[str]) -> None:
