@@ -1,12 +1,5 @@
-"""``lit-linreg export``: a checkpoint as a plain model file for other runtimes, checked against the checkpoint.
-
-Run: lit-linreg export --ckpt_path checkpoints/base/version_0/last.ckpt --format onnx  (writes last.onnx beside it)
-
-The exported model is the task's ``forward``: the standardisation (for CSV models trained with it) and the linear
-model, float32 ``x`` of shape (rows, features) in, ``y_pred`` of shape (rows, 1) out, any number of rows. Before the
-file is put at ``--out``, the reloaded file (onnxruntime for ONNX) must give the checkpoint's own predictions on its
-test split, rebuilt from the data settings in the checkpoint.
-"""
+"""``lit-linreg export``: a checkpoint's ``forward`` (standardisation included) as a plain model file for other
+runtimes, written only once the reloaded file gives the checkpoint's own predictions on its test split."""
 
 from __future__ import annotations
 
@@ -24,7 +17,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lit_linreg.deploy.options import parse_function_arguments, require_extra
+from lit_linreg.deploy import load_for_inference, parse_function_arguments, require_extra, resolve_checkpoint
+from lit_linreg.deploy.model_io import held_out_rows
 from lit_linreg.errors import UserError
 
 Format = Literal["onnx", "torchscript", "exported"]
@@ -48,21 +42,17 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
     """
     if format == "onnx":
         require_extra("export", ["onnx", "onnxruntime", "onnxscript"])
-    from lit_linreg.deploy.model_io import held_out_rows, load_for_inference, predictions, resolve_checkpoint
-
     path = Path(resolve_checkpoint(ckpt_path, config))
     task, _ = load_for_inference(str(path))
-    target = Path(out) if out else path.with_name(path.stem + SUFFIXES[format])
+    default = path.with_name(path.stem + SUFFIXES[format])
+    target = Path(out) if out else default
     if target.suffix == ".ckpt" or target.resolve() == path.resolve():
         raise UserError(
-            f"--out {target} would overwrite a checkpoint; name the file to write, e.g. "
-            f"{path.with_name(path.stem + SUFFIXES[format])} (the default)"
+            f"--out {target} would overwrite a checkpoint; name the file to write, e.g. {default} (the default)"
         )
     try:
         if target.is_dir():
-            raise UserError(
-                f"--out {target} is a folder; name the file to write, e.g. {target / (path.stem + SUFFIXES[format])}"
-            )
+            raise UserError(f"--out {target} is a folder; name the file to write, e.g. {target / default.name}")
         if target.exists() and not target.is_file():  # e.g. /dev/null, which the final rename would replace
             raise UserError(f"--out {target} is no regular file (a device, pipe or socket); name a file to write")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -72,18 +62,18 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
     in_features = int(task.hparams["in_features"])
     rows, source = held_out_rows(str(path))
     if rows is None:
-        generator = torch.Generator().manual_seed(0)
-        rows = torch.randn(256, in_features, generator=generator)
+        rows = torch.randn(256, in_features, generator=torch.Generator().manual_seed(0))
         if task.hparams["standardize"]:
             rows = rows * task.feature_std + task.feature_mean
         source = f"256 generated rows (the test split could not be rebuilt here: {source})"
-    expected = predictions(task, rows)
 
     tmp = target.parent / f".lit-linreg-export.{secrets.token_hex(4)}{SUFFIXES[format]}"  # the usual permissions
     try:
-        run = EXPORTERS[format](task, tmp, in_features)
-        got = run(rows)
-        difference = (got.reshape(expected.shape) - expected).abs().max().item()
+        with _quiet():  # 2 example rows: a dimension of size 1 would be specialised, not kept dynamic
+            run = EXPORTERS[format](task, tmp, torch.zeros(2, in_features))
+        with torch.inference_mode():
+            expected = task(rows)
+            difference = (run(rows).reshape(expected.shape) - expected).abs().max().item()
         scale = max(1.0, expected.abs().max().item())
         if not difference <= TOLERANCE * scale:
             raise UserError(
@@ -93,10 +83,7 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    print(
-        f"lit-linreg export: {path} -> {target} ({format}: float32 x (rows, {in_features}) -> y_pred (rows, 1))",
-        flush=True,
-    )
+    print(f"lit-linreg export: {path} -> {target} ({format}: float32 x (rows, {in_features}) -> y_pred (rows, 1))")
     print(
         f"parity: {RUNTIMES[format]} vs the checkpoint on {source}: max |difference| {difference:.3e} "
         f"(tolerance {TOLERANCE * scale:.0e})",
@@ -104,51 +91,35 @@ def export(ckpt_path: str, format: Format = "onnx", out: str | None = None, conf
     )
 
 
-def _example(in_features: int) -> Tensor:
-    return torch.zeros(2, in_features)  # 2 rows: a dimension of size 1 would be specialised, not kept dynamic
+ROWS = {"x": {0: torch.export.Dim("rows")}}  # any number of rows
 
 
-def _to_onnx(task, path: Path, in_features: int) -> Callable[[Tensor], Tensor]:
+def _to_onnx(task, path: Path, example: Tensor) -> Callable[[Tensor], Tensor]:
     import onnxruntime
 
-    rows = torch.export.Dim("rows")
-    with _quiet():
-        task.to_onnx(
-            path,
-            _example(in_features),
-            dynamo=True,
-            input_names=["x"],
-            output_names=["y_pred"],
-            dynamic_shapes={"x": {0: rows}},
-            external_data=False,
-            verbose=False,
-        )
+    task.to_onnx(
+        path,
+        example,
+        dynamo=True,
+        input_names=["x"],
+        output_names=["y_pred"],
+        dynamic_shapes=ROWS,
+        external_data=False,
+        verbose=False,
+    )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
 
 
-def _to_torchscript(task, path: Path, in_features: int) -> Callable[[Tensor], Tensor]:
-    # Traced, not scripted: the forward's branches depend on settings fixed at construction (standardize, feature
-    # count), and scripting would compile the branch whose buffers this model does not have.
-    with _quiet():
-        task.to_torchscript(path, method="trace", example_inputs=_example(in_features))
-    program = torch.jit.load(str(path), map_location="cpu")
-    return lambda x: _no_grad(program, x)
+def _to_torchscript(task, path: Path, example: Tensor) -> Callable[[Tensor], Tensor]:
+    # Traced: scripting would compile the forward's branches for buffers this model does not have.
+    task.to_torchscript(path, method="trace", example_inputs=example)
+    return torch.jit.load(str(path), map_location="cpu")
 
 
-def _to_exported(task, path: Path, in_features: int) -> Callable[[Tensor], Tensor]:
-    with _quiet():
-        program = torch.export.export(
-            task, (_example(in_features),), dynamic_shapes={"x": {0: torch.export.Dim("rows")}}
-        )
-        torch.export.save(program, path)
-    module = torch.export.load(str(path)).module()
-    return lambda x: _no_grad(module, x)
-
-
-def _no_grad(module, x: Tensor) -> Tensor:
-    with torch.no_grad():
-        return module(x)
+def _to_exported(task, path: Path, example: Tensor) -> Callable[[Tensor], Tensor]:
+    torch.export.save(torch.export.export(task, (example,), dynamic_shapes=ROWS), path)
+    return torch.export.load(str(path)).module()
 
 
 EXPORTERS = {"onnx": _to_onnx, "torchscript": _to_torchscript, "exported": _to_exported}
@@ -156,19 +127,14 @@ EXPORTERS = {"onnx": _to_onnx, "torchscript": _to_torchscript, "exported": _to_e
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporters' progress lines, warnings and tracer hints stay out of the command's output (errors still
-    raise)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
-    levels = [logger.level for logger in loggers]
+    """Keep the exporters' progress lines, warnings and tracer hints out of the output (errors still raise)."""
+    logging.disable(logging.WARNING)
     try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        logging.disable(logging.NOTSET)
 
 
 def main(argv: list[str]) -> None:

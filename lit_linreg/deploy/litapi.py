@@ -1,30 +1,56 @@
-"""The LitServe side of ``lit-linreg serve``: the LitAPI that runs the model, and the guard that checks requests.
-
-Imported only once the ``serve`` extra is known to be installed (see :mod:`lit_linreg.deploy.serve`).
-
-Requests are checked in the HTTP process, by :class:`PredictGuard`, before they are queued for the model: LitServe's
-batched loop answers a whole batch with the error that one request's ``decode_request`` raises (litserve 0.2.19,
-``BatchedLoop.run_batched_loop``), so a bad request must never reach the batch. What reaches the model is the
-guard's canonical form ``{"x": [[float, ...], ...]}``, which ``decode_request`` turns into a tensor.
-"""
+"""The LitServe side of ``lit-linreg serve``: the LitAPI, the guard that checks each request in the HTTP process before
+it is queued (LitServe 0.2.19 fails a whole batch with one request's ``decode_request`` error), and the ties that end
+every worker with the server. Imported once the ``serve`` extra is known to be installed."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
-import warnings
+import sys
+import threading
+import time
 from multiprocessing import resource_tracker
 from typing import Any
 
 import litserve as ls
 import torch
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from torch import Tensor
 
-from lit_linreg.deploy.model_io import check_finite_predictions, load_for_inference
+from lit_linreg.deploy.model_io import load_for_inference
 from lit_linreg.deploy.payload import MAX_BODY_BYTES, RequestError, RowParser, parse_body, too_large
-from lit_linreg.errors import UserError
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` ends, even by SIGKILL (Linux: PDEATHSIG; elsewhere a polling thread)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tie_forked_children() -> None:
+    """Every process forked from now on dies with its parent (the spawned model worker ties itself in ``setup``)."""
+    forking = os.getpid()
+
+    def before() -> None:
+        nonlocal forking
+        forking = os.getpid()
+
+    os.register_at_fork(before=before, after_in_child=lambda: die_with_parent(forking))
 
 
 class PredictAPI(ls.LitAPI):
@@ -36,8 +62,6 @@ class PredictAPI(ls.LitAPI):
         self.server_pid = os.getpid()  # the process that starts this worker
 
     def setup(self, device: str) -> None:
-        from lit_linreg.deploy.processes import die_with_parent
-
         die_with_parent(self.server_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops this one
         torch.set_num_threads(1)  # a linear model on a few rows: threads only add hand-offs
@@ -54,7 +78,7 @@ class PredictAPI(ls.LitAPI):
         return rows
 
     def batch(self, inputs: list[Tensor]) -> list[Tensor]:
-        return inputs
+        return inputs  # rows per request differ: predict concatenates them (LitServe's unbatch splits the list)
 
     def predict(self, x: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
         with torch.inference_mode():
@@ -62,20 +86,20 @@ class PredictAPI(ls.LitAPI):
                 return self.task(x)
             return list(torch.split(self.task(torch.cat(x)), [len(t) for t in x]))
 
-    def unbatch(self, output: list[Tensor]) -> list[Tensor]:
-        return output
-
     def encode_response(self, output: Tensor) -> dict[str, list[float]]:
-        try:  # PredictGuard refuses rows whose prediction would overflow: this is the backstop
-            check_finite_predictions(output, "the request")
-        except UserError as err:
-            raise HTTPException(422, str(err)) from None
+        overflowed = (~torch.isfinite(output)).any(dim=1).nonzero()  # PredictGuard refuses such rows: a backstop
+        if len(overflowed):
+            raise HTTPException(
+                422,
+                f"the prediction for row {int(overflowed[0, 0])} of the request overflows float32 (magnitudes up to "
+                f"3.4e38, which the model computes in): its inputs are too large for this model; send smaller values",
+            )
         return {"y_pred": output[:, 0].tolist()}
 
 
 class PredictGuard:
-    """ASGI middleware: reads ``POST <path>`` bodies up to the cap, checks them with ``parser`` and answers every
-    bad one itself (4xx, ``{"detail": "..."}``); good ones go on as canonical JSON. Other routes pass untouched."""
+    """ASGI middleware: answers each bad ``POST <path>`` body itself (4xx ``{"detail": ...}``), passes good ones on as
+    canonical JSON ``{"x": [[float, ...], ...]}`` and other routes untouched."""
 
     def __init__(self, app: Any, parser: RowParser, path: str = "/predict") -> None:
         self.app, self.parser, self.path = app, parser, path
@@ -90,19 +114,15 @@ class PredictGuard:
                 return
             rows = self.parser.rows(parse_body(body))
         except RequestError as err:
-            await _send_json(send, err.status, {"detail": err.message})
+            await JSONResponse({"detail": err.message}, err.status)(scope, receive, send)
             return
         canonical = json.dumps({"x": rows}, separators=(",", ":")).encode()
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(canonical)).encode())]
-        replayed = False
+        messages = iter([{"type": "http.request", "body": canonical, "more_body": False}])
 
         async def replay() -> dict:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": canonical, "more_body": False}
+            return next(messages, None) or await receive()
 
         await self.app({**scope, "headers": headers}, replay, send)
 
@@ -116,26 +136,17 @@ class PredictGuard:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             if size > MAX_BODY_BYTES:
                 raise too_large()
-            chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
 
 
-async def _send_json(send: Any, status: int, content: dict) -> None:
-    body = json.dumps(content, separators=(",", ":")).encode()  # compact, as FastAPI answers
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class Server(ls.LitServer):
-    """A LitServer whose model worker starts with SIGINT blocked: Ctrl-C reaches every process of the terminal's
-    group, and only the main process, which stops the others, must act on it (a worker still importing torch would
-    print a KeyboardInterrupt traceback)."""
+    """A LitServer whose model worker starts with SIGINT blocked: only the main process, which stops it, acts on
+    Ctrl-C (a worker still importing torch would print a KeyboardInterrupt traceback)."""
 
     def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
         resource_tracker.ensure_running()  # started first: starting it unblocks SIGINT
@@ -147,18 +158,11 @@ class Server(ls.LitServer):
 
 
 def build_server(
-    ckpt_path: str,
-    parser: RowParser,
-    max_batch_size: int,
-    batch_timeout: float,
-    fast_queue: bool,
+    ckpt_path: str, parser: RowParser, max_batch_size: int, batch_timeout: float, fast_queue: bool
 ) -> Server:
     """The LitServer for one checkpoint: one CPU worker, ``/predict`` guarded, no OpenAPI pages."""
-    with warnings.catch_warnings():  # "both batch and unbatch methods implemented, but max_batch_size" 1: on purpose
-        warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch methods")
-        api = PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     return Server(
-        api,
+        PredictAPI(ckpt_path, parser.in_features, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator="cpu",
         workers_per_device=1,
         middlewares=[(PredictGuard, {"parser": parser})],

@@ -1,11 +1,4 @@
-"""Loading a trained checkpoint for inference (serve, export), with the same resolution and checks as ``predict``.
-
-``--ckpt_path last|best`` names the run's checkpoint folder as ``lit-linreg predict`` does: ``checkpoints/<run>/``
-under ``trainer.default_root_dir`` (``.``), where ``<run>`` is the ``--config`` file's ``run_name``, else its stem,
-else ``default``, and ``checkpoint.dirpath`` in the config wins over both (``checkpoints.run_name`` and
-``checkpoint_dir``, which the CLI uses too). Every file is read weights-only through the project's
-trusted-checkpoint checks.
-"""
+"""Loading a trained checkpoint for serve and export, resolved and checked as ``lit-linreg predict`` does."""
 
 from __future__ import annotations
 
@@ -13,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import Tensor
 
@@ -26,57 +18,41 @@ from lit_linreg.checkpoints import (
     run_name,
 )
 from lit_linreg.datasets.csv_reader import is_number, read_head
-from lit_linreg.errors import UserError
-from lit_linreg.files import check_yaml, config_file_error
+from lit_linreg.errors import UserError, require
+from lit_linreg.files import config_file_error
 from lit_linreg.task import LinearRegressionTask
 
 PARITY_ROWS = 10_000  # the most test rows that export's parity check predicts
 
 
-def run_checkpoint_dir(config: str | None = None) -> Path:
-    """The folder whose ``last.ckpt``/``best`` the aliases name: as ``lit-linreg predict --config <config>``."""
-    settings: dict[str, Any] = {}
-    if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise UserError(f"--config {config} does not exist or is not a file; check the path")
-        check_yaml(path.read_bytes().decode("utf-8-sig", "replace"), f"config file {config}")  # size, depth, aliases
-        problem = config_file_error(config)  # the checks of fit's --config files: UTF-8, YAML, a mapping, ...
-        if problem:
-            raise UserError(problem)
-        settings = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    root = Path((settings.get("trainer") or {}).get("default_root_dir") or ".")
-    name = run_name(settings.get("run_name"), [config] if config else [])
-    return checkpoint_dir(root, name, (settings.get("checkpoint") or {}).get("dirpath"))
-
-
 def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     """The checkpoint file that ``--ckpt_path`` names: ``last``, ``best`` (of the ``--config``'s run) or a file."""
-    directory = run_checkpoint_dir(config)  # also checks the config file, wherever the checkpoint is
+    settings: dict[str, Any] = {}
+    if config is not None:  # checked as fit checks its --config files
+        require(Path(config).is_file(), f"--config {config} does not exist or is not a file; check the path")
+        problem = config_file_error(config)
+        if problem:
+            raise UserError(problem)
+        settings = yaml.safe_load(Path(config).read_text(encoding="utf-8-sig"))
+    root = Path((settings.get("trainer") or {}).get("default_root_dir") or ".")
+    name = run_name(settings.get("run_name"), [config] if config else [])  # checks the name, wherever the checkpoint
+    directory = checkpoint_dir(root, name, (settings.get("checkpoint") or {}).get("dirpath"))
     if ckpt_path not in CHECKPOINT_ALIASES:
         return ckpt_path
     path = find_checkpoint(directory, ckpt_path)
     if path is None:
-        without = (
-            ""
-            if config
-            else (
+        without = ""
+        if not config:
+            without = (
                 "; without --config, last and best mean the run 'default': add the fit's --config (e.g. --config "
                 "configs/base.yaml) or name the file (--ckpt_path checkpoints/base/version_0/last.ckpt)"
             )
-        )
         raise UserError(f"--ckpt_path {ckpt_path}: there is no {directory}/version_*/last.ckpt; run fit first{without}")
     return str(path)
 
 
 def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[LinearRegressionTask, list[str] | None]:
-    """The trained task of ``ckpt_path`` (``last``, ``best`` or a file) in eval mode on the CPU, and its features.
-
-    The file passes the same checks as ``predict`` (weights only, trusted lit-linreg checkpoints only) and
-    :func:`check_finite_weights`: a missing, damaged, foreign or diverged file is a one-line :class:`UserError`. The
-    feature names are the CSV columns the model was trained on (None for the synthetic data); checkpoints from before
-    the ``feature_names`` hyperparameter get them from their data settings where these still name them.
-    """
+    """The checked task of ``ckpt_path`` in eval mode on the CPU, and the CSV columns it was trained on (else None)."""
     path = resolve_checkpoint(ckpt_path, config)
     checkpoint = load_checkpoint_file(path)
     try:
@@ -87,22 +63,9 @@ def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[Linea
         ) from None
     task.eval().requires_grad_(False)
     names = task.hparams.get("feature_names") or _names_from_data(checkpoint, path)
-    in_features = task.hparams["in_features"]
-    if names is not None and (len(names) != in_features or not all(isinstance(n, str) for n in names)):
-        names = None
-    return task, None if names is None else list(names)
-
-
-def check_finite_predictions(y_pred: Tensor, source: str) -> None:
-    """Every prediction in ``y_pred`` (rows, ...) is finite, or a one-line :class:`UserError` naming the first row
-    whose prediction overflowed float32 (its inputs are too large for this model)."""
-    finite = torch.isfinite(y_pred.reshape(len(y_pred), -1)).all(dim=1)
-    if not finite.all():
-        row = int((~finite).nonzero()[0, 0])
-        raise UserError(
-            f"the prediction for row {row} of {source} overflows float32 (magnitudes up to 3.4e38, which the model "
-            f"computes in): its inputs are too large for this model; send smaller values"
-        )
+    if names is None or len(names) != task.hparams["in_features"] or not all(isinstance(n, str) for n in names):
+        return task, None
+    return task, list(names)
 
 
 def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:
@@ -121,11 +84,7 @@ def _names_from_data(checkpoint: dict[str, Any], path: str) -> list[str] | None:
 
 
 def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
-    """Up to ``PARITY_ROWS`` x of the checkpoint's test split (``datamodule.sample``), rebuilt from its data
-    settings, and where the rows came from.
-
-    None (and the reason) when the data cannot be rebuilt here, e.g. a data file that is no longer at its path.
-    """
+    """Up to ``PARITY_ROWS`` x of the checkpoint's rebuilt test split and where they came from, else None and why."""
     checkpoint = load_checkpoint_file(ckpt_path)
     data = data_config(checkpoint, ckpt_path)
     if data is None:
@@ -140,20 +99,13 @@ def held_out_rows(ckpt_path: str) -> tuple[Tensor | None, str]:
     except (UserError, OSError, TypeError) as err:
         return None, " ".join(str(err).split())
     split = f"the test split of {class_name}"
-    return x, f"{split} ({rows:,} rows)" if len(
-        x
-    ) == rows else f"a sample of {len(x):,} of the {rows:,} rows of {split}"
-
-
-def predictions(task: LinearRegressionTask, x: Tensor) -> Tensor:
-    """``task(x)`` without autograd: the checkpoint's own predictions, shape (rows, 1)."""
-    with torch.inference_mode():
-        return task(x)
+    if len(x) == rows:
+        return x, f"{split} ({rows:,} rows)"
+    return x, f"a sample of {len(x):,} of the {rows:,} rows of {split}"
 
 
 def prediction_bound(task: LinearRegressionTask) -> tuple[list[tuple[float, float, float]], float]:
-    """Per feature (mean, std, |weight|) in the model's own units, and |bias|: enough to bound every intermediate
-    value of ``task(x)`` for a row, so that a row whose prediction would overflow float32 can be refused up front."""
+    """Per feature (mean, std, |weight|) and |bias|, in the model's units: bounds on what ``task(x)`` computes."""
     weight, bias = (t.double() for t in task.model.coefficients())
     n = weight.numel()
     if task.hparams["standardize"]:  # the model's output is scaled back to the target's units

@@ -1,12 +1,5 @@
-"""The body of ``POST /predict``: strict JSON in, rows of float32-safe numbers out, every problem one clear line.
-
-Accepted: ``{"x": [0.8, 0.98]}`` (one feature: a flat list of numbers), ``{"x": [[1, 2, 3], ...]}`` (one row per
-prediction) and, for a model trained on named CSV columns, ``{"x": [{"x1": 1, "x2": 2, "x3": 3}, ...]}``.
-
-Status codes: 400 for a body that is not JSON (empty, malformed, NaN or Infinity, which JSON does not have), 413
-for a body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ROWS` rows, 422 for JSON that is no valid request
-(no ``x``, an empty ``x``, text, a wrong feature count, a number beyond float32 or whose prediction would be).
-"""
+"""The body of ``POST /predict``: strict JSON in (``{"x": [0.8, 0.98]}``, ``{"x": [[1, 2, 3], ...]}`` or, for named CSV
+columns, ``{"x": [{"x1": 1, ...}, ...]}``), rows of float32-safe numbers out; each refusal a 4xx and one line."""
 
 from __future__ import annotations
 
@@ -63,20 +56,15 @@ def parse_body(body: bytes) -> Any:
         raise RequestError(400, f"the request body is empty; send a JSON object such as {EXAMPLE}")
     try:
         return json.loads(body, parse_constant=_refuse_constant)
-    except RequestError:
-        raise
     except RecursionError:
         raise RequestError(400, "the body is not valid JSON for this API: it is nested too deeply") from None
-    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, or an integer beyond Python's digit limit
-        if isinstance(err, json.JSONDecodeError):
-            reason = f"{err.msg} at line {err.lineno} column {err.colno}"
-        elif isinstance(err, UnicodeDecodeError):
-            reason = f"it is not UTF-8 text: {err.reason} at byte {err.start}"
-        else:
-            reason = "a whole number has more than 4,300 digits"
-        raise RequestError(
-            400, f"the body is not valid JSON ({reason}); send a JSON object such as {EXAMPLE}"
-        ) from None
+    except json.JSONDecodeError as err:
+        reason = f"{err.msg} at line {err.lineno} column {err.colno}"
+    except UnicodeDecodeError as err:
+        reason = f"it is not UTF-8 text: {err.reason} at byte {err.start}"
+    except ValueError:  # an integer beyond Python's digit limit
+        reason = "a whole number has more than 4,300 digits"
+    raise RequestError(400, f"the body is not valid JSON ({reason}); send a JSON object such as {EXAMPLE}")
 
 
 def too_large(size: int | None = None) -> RequestError:
@@ -89,11 +77,7 @@ def too_large(size: int | None = None) -> RequestError:
 
 
 class RowParser:
-    """Turns a parsed body into rows of ``in_features`` floats for this model, or raises :class:`RequestError`.
-
-    ``bound`` (from :func:`lit_linreg.deploy.model_io.prediction_bound`) lets it refuse rows whose prediction would
-    overflow float32 (an infinite answer is no JSON number either), before they reach the model.
-    """
+    """A parsed body as rows of ``in_features`` floats, refusing rows whose prediction would overflow ``bound``."""
 
     def __init__(
         self,
@@ -102,17 +86,12 @@ class RowParser:
         bound: tuple[list[tuple[float, float, float]], float] | None = None,
         max_rows: int = MAX_ROWS,
     ) -> None:
-        self.in_features, self.feature_names, self.max_rows = in_features, feature_names, max_rows
-        self.terms: list[tuple[float, float, float]] | None
-        self.terms, self.bias = bound if bound is not None else (None, 0.0)
+        self.in_features, self.feature_names, self.bound, self.max_rows = in_features, feature_names, bound, max_rows
 
     def describe(self) -> str:
         """``3 features (x1, x2, x3)`` or ``1 feature``."""
         count = f"{self.in_features} feature{'s' if self.in_features > 1 else ''}"
         return f"{count} ({', '.join(map(_name, self.feature_names))})" if self.feature_names else count
-
-    def example_row(self) -> str:
-        return "[" + ", ".join(["1.0"] * self.in_features) + "]"
 
     def rows(self, payload: Any) -> list[list[float]]:
         if not isinstance(payload, dict):
@@ -144,13 +123,12 @@ class RowParser:
             raise RequestError(
                 422,
                 f'"x" is a flat list of numbers, but the model takes {self.describe()}: send one row per '
-                f'prediction, e.g. {{"x": [{self.example_row()}]}}',
+                f'prediction, e.g. {{"x": [[{", ".join(["1.0"] * self.in_features)}]]}}',
             )
         else:
             raise RequestError(422, f"x[0] is {_kind(first)}, not a number or a row; send numbers, e.g. {EXAMPLE}")
-        if self.terms is not None:
-            for i, row in enumerate(rows):
-                self._check_overflow(row, i)
+        if self.bound is not None:
+            _check_overflow(rows, *self.bound)
         return rows
 
     def _row(self, row: Any, i: int) -> list[float]:
@@ -201,11 +179,12 @@ class RowParser:
             )
         return number
 
-    def _check_overflow(self, row: list[float], i: int) -> None:
-        if self.terms is None:
-            return
-        total = self.bias
-        for value, (mean, std, weight) in zip(row, self.terms):  # the model's x - mean, / std, * weight and sum
+
+def _check_overflow(rows: list[list[float]], terms: list[tuple[float, float, float]], bias: float) -> None:
+    """Refuse the first row whose ``(x - mean) / std * weight``, summed as the model does, could overflow float32."""
+    for i, row in enumerate(rows):
+        total = bias
+        for value, (mean, std, weight) in zip(row, terms):
             shifted = abs(value - mean)
             total += weight * shifted / std
             if shifted > OVERFLOW_LIMIT or shifted / std > OVERFLOW_LIMIT or total > OVERFLOW_LIMIT:

@@ -1,11 +1,8 @@
-"""``lit-linreg serve``: a trained checkpoint behind an HTTP endpoint, on LitServe (the ``serve`` extra).
-
-Run: lit-linreg serve --ckpt_path checkpoints/base/version_0/last.ckpt
-     curl -s -X POST http://127.0.0.1:8000/predict -d '{"x": [0.8, 0.98]}'
-"""
+"""``lit-linreg serve``: a trained checkpoint behind an HTTP endpoint, on LitServe (the ``serve`` extra)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import multiprocessing
@@ -16,17 +13,12 @@ import sys
 import threading
 import time
 
-from lit_linreg.deploy.options import parse_function_arguments, require_extra
-from lit_linreg.deploy.processes import tie_forked_children
+from lit_linreg.deploy import load_for_inference, parse_function_arguments, require_extra, resolve_checkpoint
+from lit_linreg.deploy.model_io import prediction_bound
+from lit_linreg.deploy.payload import RowParser
 from lit_linreg.errors import UserError, require
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds to
-# Measured with benchmarks/serve_bench.py on a 2-core CPU machine: batching was no faster at 8 clients and slower
-# at 1 (README_serve_section.md / the README's serving benchmark).
-# The model costs microseconds; LitServe queues and answers each request on its own even within a batch, and its
-# batched loop polls the request queue while it waits for a batch to fill.
-DEFAULT_MAX_BATCH_SIZE = 1
-DEFAULT_BATCH_TIMEOUT = 0.0
 
 
 def serve(
@@ -34,8 +26,8 @@ def serve(
     config: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-    batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
+    max_batch_size: int = 1,  # no batching: the README's serving benchmark found it no faster on a CPU
+    batch_timeout: float = 0.0,
     fast_queue: bool = True,
 ) -> None:
     """Serve a checkpoint over HTTP: POST /predict {"x": [0.8, 0.98]} answers {"y_pred": [...]}; GET /health.
@@ -59,24 +51,27 @@ def serve(
     require(max_batch_size >= 1, f"--max_batch_size must be at least 1 (1 = no batching), got {max_batch_size}")
     require(
         math.isfinite(batch_timeout) and 0 <= batch_timeout <= 1,
-        f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}; the default is {DEFAULT_BATCH_TIMEOUT}",
+        f"--batch_timeout must be between 0 and 1 second, got {batch_timeout}; the default is 0.0",
     )
     require_extra("serve", ["litserve", "fastapi", "uvicorn"] + (["zmq"] if fast_queue else []))
 
-    global _MAIN_PID
-    _MAIN_PID = os.getpid()
-    previous = {number: signal.signal(number, _terminate) for number in (signal.SIGTERM, signal.SIGINT)}
+    main_pid = os.getpid()
+
+    def terminate(signum: int, frame: object) -> None:
+        """SIGTERM and Ctrl-C stop LitServe; its HTTP process (forked later; uvicorn re-raises them) ends quietly."""
+        if os.getpid() != main_pid:
+            raise SystemExit(0)
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, terminate) for number in (signal.SIGTERM, signal.SIGINT)}
     stop = threading.Event()
     try:
-        from lit_linreg.deploy.model_io import load_for_inference, prediction_bound, resolve_checkpoint
-        from lit_linreg.deploy.payload import RowParser
-
         path = resolve_checkpoint(ckpt_path, config)
         task, names = load_for_inference(path)
         parser = RowParser(int(task.hparams["in_features"]), names, prediction_bound(task))
         _check_port_free(host, port)
 
-        from lit_linreg.deploy.litapi import build_server
+        from lit_linreg.deploy.litapi import build_server, tie_forked_children
 
         server = build_server(path, parser, max_batch_size, batch_timeout, fast_queue)
         address = f"http://{'[::]' if host == '::' else host}:{port}"
@@ -100,20 +95,6 @@ def serve(
     print("lit-linreg serve: stopped", flush=True)
 
 
-_MAIN_PID = os.getpid()
-
-
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM and Ctrl-C: LitServe then shuts its HTTP and model processes down.
-
-    LitServe forks its HTTP process after this handler is set: there (uvicorn re-raises the signal once it has shut
-    down gracefully) it ends that process quietly instead of with a KeyboardInterrupt traceback.
-    """
-    if os.getpid() != _MAIN_PID:
-        raise SystemExit(0)
-    raise KeyboardInterrupt
-
-
 def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -127,24 +108,19 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _announce_when_ready(host: str, port: int, stop: threading.Event, line: str) -> None:
-    """Print ``line`` once ``GET /health`` answers 200 (the model is loaded and the HTTP server accepts requests)."""
+    """Print ``line`` once ``GET /health`` answers 200: the model is loaded and the HTTP server accepts requests."""
     target = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    while not stop.is_set():
-        try:
-            connection = http.client.HTTPConnection(target, port, timeout=1)
+    while not stop.wait(0.05):
+        connection = http.client.HTTPConnection(target, port, timeout=1)
+        with contextlib.suppress(OSError), contextlib.closing(connection):
             connection.request("GET", "/health")
             if connection.getresponse().status == 200:
                 print(line, flush=True)
                 return
-        except OSError:
-            pass
-        finally:
-            connection.close()
-        stop.wait(0.05)
 
 
 def _end_children(timeout: float = 3.0) -> None:
-    """End what LitServe left running (a worker it could not stop, its queue manager), at most ``timeout`` s."""
+    """End what LitServe left running (a worker it could not stop, its queue manager) within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     children = multiprocessing.active_children()
     for child in children:
