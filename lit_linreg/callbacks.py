@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -188,13 +188,10 @@ class DivergenceGuard(Callback):
         fix = f"--model.lr {lr / 10:g}"
         if tutorial is not None and lr > 10 * tutorial:
             fix = f"--model.lr {tutorial:g} (the tutorial's)"
-        saved = [
-            getattr(c, "best_model_path", "") for c in trainer.checkpoint_callbacks if not getattr(c, "monitor", 1)
-        ]
         raise UserError(
             f"training diverged at epoch {trainer.current_epoch}: {what} with model.lr={lr:g}; use a smaller learning "
             f"rate, e.g. {fix}, or compare rates with lit-linreg lr-sweep; last checkpoint before the divergence: "
-            f"{next(filter(None, saved), 'none was written yet')}"
+            f"{getattr(last_checkpoint_callback(trainer), 'best_model_path', '') or 'none was written yet'}"
         )
 
 
@@ -266,6 +263,11 @@ class LastCheckpoint(ModelCheckpoint):
             return
         self.best_model_path = self.format_checkpoint_name({})  # a monitor-less ModelCheckpoint's newest file
         trainer.save_checkpoint(self.best_model_path)
+
+
+def last_checkpoint_callback(trainer: L.Trainer) -> Checkpoint | None:
+    """The checkpoint callback without a monitor (lit-linreg's ``last``): the file it wrote is the newest state."""
+    return next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", "") is None), None)
 
 
 def _last_epoch(trainer: L.Trainer) -> bool:

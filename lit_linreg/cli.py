@@ -22,6 +22,7 @@ from lit_linreg.callbacks import (
     FigureWriter,
     GracefulInterrupt,
     LastCheckpoint,
+    last_checkpoint_callback,
 )
 from lit_linreg.checkpoints import (
     CHECKPOINT_ALIASES,
@@ -294,7 +295,7 @@ class LitLinregCLI(LightningCLI):
         paths = {
             getattr(c, "monitor", None): getattr(c, "best_model_path", "") for c in self.trainer.checkpoint_callbacks
         }
-        best, last = paths.get("val_loss", ""), paths.get(None, "")
+        best, last = paths.get("val_loss", ""), getattr(last_checkpoint_callback(self.trainer), "best_model_path", "")
         if last:
             print(f"checkpoints: last {shown_path(last)} | best {shown_path(best)}")
         if self.interrupt.requested is not None:

@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from scipy.optimize import linprog
 from torch import Tensor
 
+from lit_linreg.callbacks import last_checkpoint_callback
 from lit_linreg.data import RegressionDataModule, attached_datamodule, default_feature_names
 from lit_linreg.errors import UserError, fixed_width, format_value
 from lit_linreg.files import atomic_write, shown_path, write_csv
@@ -258,8 +259,7 @@ class RunReport(Callback):
         self.path: Path | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The newest checkpoint: the one a checkpoint callback without a monitor (lit-linreg's `last`) wrote.
-        last = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", "") is None), None)
+        last = last_checkpoint_callback(trainer)  # the newest state
         directory = getattr(last or trainer.checkpoint_callback, "dirpath", None)
         results = self._report(trainer, pl_module, "fit", getattr(last, "best_model_path", None) or None, directory)
         self._log_hyperparameters(trainer, pl_module, "fit", results)
