@@ -39,6 +39,7 @@ from lit_linreg.plots import (
     save_png,
 )
 
+# Training: the table, the divergence guard, signals and last.ckpt, each reading trainer.callback_metrics.
 PARAMS = "params/"  # the prefix of the logged model parameters: one table column each
 TUTORIAL_LR = {"manual": 0.005, "linear": 0.01}  # a learning rate known to work, by lit-linreg's model variant
 
@@ -277,6 +278,7 @@ def _last_epoch(trainer: L.Trainer) -> bool:
     return trainer.should_stop or trainer.current_epoch + 1 >= max_epochs or trainer.global_step >= max_steps
 
 
+# Figures: what a run records for its loss curves, and when and where it draws the tutorial's plots.
 MAX_POINTS = 2000  # per split and figure
 STEP_POINTS = 500  # training-loss points per run when an epoch has several steps
 

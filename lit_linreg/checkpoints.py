@@ -40,6 +40,7 @@ from lit_linreg.task import CHECKPOINT_FORMAT as FORMAT
 from lit_linreg.task import CHECKPOINT_KEY as FORMAT_KEY
 from lit_linreg.task import LinearRegressionTask
 
+# Checkpoint files: atomic saves, and loads that trust only lit-linreg's own checkpoints.
 TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
 LEGACY_DATA_CLASSES = {"lit_linreg.csv_data.CSVRegressionData": "lit_linreg.datasets.csv.CSVRegressionData"}
 DATA_MODULES = ("lit_linreg.data", "lit_linreg.datasets.csv", "lit_linreg.datasets.parquet")  # a file may name these
@@ -227,6 +228,7 @@ def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] 
     return {"class_path": class_path, "init_args": hparams}
 
 
+# Run folders: one version for a fit's logs and checkpoints, claimed once.
 VERSION = re.compile(r"^version_(\d+)$")
 CHECKPOINT_ALIASES = ("last", "best")  # --ckpt_path values that name a run's checkpoint rather than a file
 

@@ -55,6 +55,7 @@ def not_utf8(data: bytes) -> str | None:
     return None
 
 
+# Console output: lines that never tear a progress bar, numbers formatted the tutorial's way.
 def echo(message: str) -> None:
     """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
     tqdm.write(message, file=sys.stdout)

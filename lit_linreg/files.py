@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
+# The one atomic writer, and the one-line messages of a write that fails.
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Write through ``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``.
 
@@ -94,6 +95,7 @@ def storage_error(error: OSError, path: str | os.PathLike | None = None) -> User
     return UserError(f"cannot write {error.filename or path or 'a file'} ({error.strerror or error}): {fix}")
 
 
+# YAML with limits: size, nesting depth and alias expansion bounded before anything loads it.
 MAX_CHARS = 16 * 2**20  # 16 Mi characters: a config is a few hundred; 100,000 predict_x values about 2 Mi
 MAX_DEPTH = 100  # levels of nesting: lit-linreg's options need 4
 MAX_VALUES = 2_000_000  # values (scalars, lists and mappings) once every alias is expanded
@@ -171,6 +173,7 @@ def load_yaml(stream: str, path: str = "") -> Any:
         raise yaml.YAMLError(f"a mapping whose only key is null ({err})") from err
 
 
+# --config files: the mistakes YAML or jsonargparse accept silently, by file and line.
 _NULL_TAG = "tag:yaml.org,2002:null"
 _NUMBER = re.compile(r"[-+]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][-+]?\d+)?")
 _PRINT_CONFIG = "`lit-linreg fit --print_config` prints every option"

@@ -32,6 +32,7 @@ from lit_linreg.errors import UserError, fixed_width, format_value
 from lit_linreg.files import atomic_write, shown_path, write_csv
 from lit_linreg.task import plain
 
+# Exact baselines: OLS and LAD in float64.
 # HiGHS's default 1e-7 on the scaled residuals misplaces rows within 1e-7 of the line (rounded noise-free data).
 HIGHS_OPTIONS = {"dual_feasibility_tolerance": 1e-10}
 
@@ -135,6 +136,7 @@ def regression_errors(fit: LinearFit, x: Tensor, y: Tensor, chunk_rows: int = 26
     return {"mae": abs_error / rows, "mse": squared_error / rows, "r2": r2}
 
 
+# The report: every model's parameters and errors, and its table.
 MODEL_LABELS = {"learned": "learned", "true": "true", "ols": "OLS", "lad": "LAD"}
 ERRORS = (("train", "mae"), ("test", "mae"), ("test", "mse"))  # the table's error columns, beside test R²
 SPLITS = ("train", "test")
@@ -228,6 +230,7 @@ def format_markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
+# The callbacks: the report after fit and test, HPARAMS after every command, predictions.csv.
 # The HPARAMS columns, the same for every run (TensorBoard shows the columns of the first run it reads for all):
 # the settings a user compares, then each data class's own, then what the run ended at.
 SETTINGS = ("command", "variant", "lr", "batch_size", "max_epochs", "seed_everything", "data", "ckpt_path")
