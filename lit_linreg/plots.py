@@ -12,14 +12,13 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
-from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
 
 from lit_linreg.files import atomic_write
@@ -34,9 +33,6 @@ Points = tuple[np.ndarray, np.ndarray]  # (x, y): 1-D arrays of equal length
 
 CLOUD_POINTS = 1000  # per split, under predictions: a denser cloud would hide them
 MAX_PANELS = 4  # features drawn side by side
-# Predictions: red rings on top of the data, which still shows inside them; when many, a band of small red dots.
-PREDICTION_STYLE = {"facecolors": "none", "edgecolors": "r", "linewidths": 1.8, "zorder": 3}
-MANY_PREDICTIONS_STYLE = {"c": "r", "linewidths": 0, "zorder": 3}
 
 
 class LossPanel(NamedTuple):
@@ -81,12 +77,7 @@ def single_axes(title: str) -> tuple[Figure, Axes]:
 
 
 def predictions_figure(
-    splits: Mapping[str, Points],
-    predictions: Points | None = None,
-    *,
-    title: str,
-    xlabel: str = "x",
-    prediction_label: str = "predictions",
+    splits: Mapping[str, Points], predictions: Points | None = None, *, title: str, xlabel: str = "x"
 ) -> Figure:
     """The tutorial's ``plot_predictions``: the data points of each split (train blue, test green), predictions red.
 
@@ -96,7 +87,7 @@ def predictions_figure(
     fig, ax = single_axes(title)
     _scatter_data(ax, splits, thin=predictions is not None)
     if predictions is not None:
-        _scatter_predictions(ax, *predictions, label=prediction_label)
+        _scatter_predictions(ax, *predictions, label="predictions")
     ax.set(xlabel=xlabel, ylabel="y")
     ax.grid(alpha=0.3)
     _legend_below(fig, ax)
@@ -109,7 +100,6 @@ def features_figure(
     *,
     title: str,
     feature_names: Sequence[str],
-    prediction_label: str = "predictions",
 ) -> Figure:
     """Several features: y against each feature (the first ``MAX_PANELS``), side by side on a shared y axis.
 
@@ -123,7 +113,7 @@ def features_figure(
     for i, ax in enumerate(axes):
         _scatter_data(ax, {name: (x[:, i], y) for name, (x, y) in splits.items()}, thin=predictions is not None)
         if predictions is not None:
-            _scatter_predictions(ax, predictions[0][:, i], predictions[1], label=prediction_label)
+            _scatter_predictions(ax, predictions[0][:, i], predictions[1], label="predictions")
         ax.set_xlabel(feature_names[i])
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("y")
@@ -132,9 +122,7 @@ def features_figure(
     return fig
 
 
-def predicted_vs_true_figure(
-    y_true: np.ndarray, y_pred: np.ndarray, *, title: str, label: str = "test split"
-) -> Figure:
+def predicted_vs_true_figure(y_true: np.ndarray, y_pred: np.ndarray, *, title: str) -> Figure:
     """Predicted against true y on equal axes, with the line y = x that a perfect model's points would lie on."""
     fig, ax = single_axes(title)
     fig.set_size_inches(5.0, 5.2)  # near square: equal axes in the usual 7 x 4.5 inches leave wide empty margins
@@ -142,7 +130,7 @@ def predicted_vs_true_figure(
     low, high = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
     pad = 0.05 * (high - low or 1.0)
     ax.axline((low, low), slope=1, ls="--", color="0.4", lw=1.2, label="perfect: predicted = true")
-    _scatter_predictions(ax, y_true, y_pred, label=label)
+    _scatter_predictions(ax, y_true, y_pred, label="test split")
     ax.set(xlabel="true y", ylabel="predicted y", xlim=(low - pad, high + pad), ylim=(low - pad, high + pad))
     ax.set_aspect("equal", adjustable="box")
     ax.grid(alpha=0.3)
@@ -164,9 +152,12 @@ def _scatter_data(ax: Axes, splits: Mapping[str, Points], thin: bool) -> None:
 
 
 def _scatter_predictions(ax: Axes, x: np.ndarray, y: np.ndarray, label: str) -> None:
-    style: dict[str, Any] = MANY_PREDICTIONS_STYLE if len(x) > 1000 else PREDICTION_STYLE
-    size = 10 if len(x) > 1000 else 60 if len(x) <= 100 else 25
-    ax.scatter(x, y, s=size, label=label, **style)
+    """Red rings on top of the data, which still shows inside them; when many, a band of small red dots."""
+    if len(x) > 1000:
+        ax.scatter(x, y, s=10, c="r", linewidths=0, zorder=3, label=label)
+    else:
+        size = 60 if len(x) <= 100 else 25
+        ax.scatter(x, y, s=size, facecolors="none", edgecolors="r", linewidths=1.8, zorder=3, label=label)
 
 
 def loss_figure(
@@ -222,9 +213,7 @@ def gradient_figure(
     steps which leave ``w``'s. Each legend sits under its panel, never over a curve, whatever the settings.
     """
     fig = new_figure(12, 4.8)
-    layout = fig.get_layout_engine()
-    if isinstance(layout, ConstrainedLayoutEngine):
-        layout.set(h_pad=0.08)  # room between the figure's title and the panels'
+    fig.set_layout_engine("constrained", h_pad=0.08)  # room between the figure's title and the panels'
     loss_ax, gradient_ax, descent_ax = fig.subplots(1, 3)
     loss_ax.plot(w, loss, "b-", lw=2, label="MSE loss")
     loss_ax.axvline(optimal_w, color="r", ls="--", label=f"optimum w={optimal_w:.1f}")
@@ -258,14 +247,13 @@ def lr_finder_figure(lrs: np.ndarray, losses: np.ndarray, suggestion: float | No
     return fig
 
 
-def _legend_below(fig: Figure, ax: Axes, **kwargs: Any) -> None:
+def _legend_below(fig: Figure, ax: Axes) -> None:
     """One legend for the figure, under the axes: it never covers a point, however the data fall."""
     handles, labels = ax.get_legend_handles_labels()
     if fig.get_layout_engine() is None:  # single_axes: in the margin it keeps free
-        kwargs.update(loc="lower center", bbox_to_anchor=(0.5, 0.01))
+        fig.legend(handles, labels, ncols=len(labels), loc="lower center", bbox_to_anchor=(0.5, 0.01))
     else:
-        kwargs.update(loc="outside lower center")
-    fig.legend(handles, labels, ncols=len(labels), **kwargs)
+        fig.legend(handles, labels, ncols=len(labels), loc="outside lower center")
 
 
 def _labels_inside(fig: Figure, canvas: FigureCanvasAgg) -> bool:
