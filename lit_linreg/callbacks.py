@@ -2,9 +2,8 @@
 the epoch a fit stops at, and the tutorial's figures.
 
 Each reads what the LightningModule logged, from ``trainer.callback_metrics``, so it works with any module that logs
-``train_loss`` (and ``val_loss``): columns such as ``params/weight`` appear when they are logged. The figures are
-written as PNG files into the run's log directory and to TensorBoard; ``FigureWriter`` decides when to draw and where
-the pictures go, ``lit_linreg.plots`` draws them.
+``train_loss`` (and ``val_loss``); logged ``params/*`` values become table columns. ``FigureWriter`` decides when to
+draw and where the PNG files go (the run's log directory and TensorBoard); ``lit_linreg.plots`` draws them.
 """
 
 from __future__ import annotations
@@ -71,31 +70,31 @@ class EpochTable(Callback):
         epoch = trainer.current_epoch
         if not self.every_n_epochs or epoch % self.every_n_epochs or not trainer.is_global_zero:
             return
-        params = [key for key in trainer.callback_metrics if key.startswith(PARAMS)]
-        names = [key.removeprefix(PARAMS) for key in params]
+        params = _params(trainer)
         if not self._header_printed:  # with the first row: whatever the run printed at its start comes before
-            columns = [f"{name:>{max(6, len(name))}}" for name in names]
+            columns = [name.rjust(max(6, len(name))) for name in params]
             pl_module.print(" | ".join([f"{'epoch':>5}", f"{'train_loss':>10}", f"{'val_loss':>10}", *columns]))
             self._header_printed = True
         losses = [logged(trainer, key) for key in ("train_loss", "val_loss")]
         cells = [fixed_width(v, 10, 6) if v is not None else f"{'-':>10}" for v in losses]
-        values = [
-            format_weight(torch.tensor([logged(trainer, key)])).rjust(max(6, len(name)))
-            for key, name in zip(params, names)
-        ]
+        values = [value.rjust(max(6, len(name))) for name, value in params.items()]
         pl_module.print(" | ".join([f"{epoch:5d}", *cells, *values]))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.every_n_epochs or not trainer.is_global_zero:
             return
-        params = {k.removeprefix(PARAMS): logged(trainer, k) for k in trainer.callback_metrics if k.startswith(PARAMS)}
-        line = f"final (epoch {trainer.current_epoch - 1}): " + ", ".join(
-            f"{name} {format_weight(torch.tensor([value]))}" for name, value in params.items()
-        )
-        truth = getattr(trainer.datamodule, "true_parameters", lambda: None)()  # type: ignore[attr-defined]
+        params = ", ".join(f"{name} {value}" for name, value in _params(trainer).items())
+        line = f"final (epoch {trainer.current_epoch - 1}): {params}"
+        truth = _truth(trainer)
         if truth is not None:
             line += f" | true: weight {format_weight(truth[0])}, bias {truth[1].item():.4f}"
         pl_module.print(line)
+
+
+def _params(trainer: L.Trainer) -> dict[str, str]:
+    """Each logged ``params/<name>`` value by its name, as the table shows it (4 decimals)."""
+    params = {k.removeprefix(PARAMS): float(v) for k, v in trainer.callback_metrics.items() if k.startswith(PARAMS)}
+    return {name: format_weight(torch.tensor([value])) for name, value in params.items()}
 
 
 class DivergenceGuard(Callback):
@@ -155,21 +154,16 @@ class DivergenceGuard(Callback):
         if self.max_growth is None or self.first_loss is None:
             return
         limit = self.max_growth * max(self.first_loss, 1e-6)
+        over = f"over {self.max_growth:g} times the first epoch's training loss {self.first_loss:.4g}"
         for name, loss in losses.items():
             if loss is not None and loss > limit:
-                self._stop(
-                    trainer,
-                    pl_module,
-                    f"the {name} loss grew to {loss:.4g}, over {self.max_growth:g} times the first epoch's "
-                    f"training loss {self.first_loss:.4g}",
-                )
+                self._stop(trainer, pl_module, f"the {name} loss grew to {loss:.4g}, {over}")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A fit whose training loss barely fell (under 1 %) gets a warning that names the learning rate."""
         last, first = logged(trainer, "train_loss"), self.first_loss
-        if first is None or last is None or trainer.current_epoch - self._first_epoch < 2 or last <= 0.99 * first:
-            return
-        if not self.warn:
+        too_short = trainer.current_epoch - self._first_epoch < 2
+        if not self.warn or too_short or first is None or last is None or last <= 0.99 * first:
             return
         cause = "too large (the steps overshoot)" if last > first else "too small (the steps barely move)"
         pl_module.print(
@@ -287,9 +281,9 @@ class LossHistory(Callback):
     """Each epoch's ``train_loss`` and ``val_loss`` as the task published them, with their epochs, and with several
     steps per epoch also the training loss of every k-th step (about ``STEP_POINTS`` in all).
 
-    Per epoch (and every k steps) it only keeps a reference to the published, detached tensors; :meth:`curves` and
-    :meth:`step_curve` turn them into numbers with one transfer, so recording never waits for the device. A
-    full-batch run (one step per epoch) records no steps: its epoch curve is the same.
+    It only keeps references to the published, detached tensors; :meth:`curves` and :meth:`step_curve` turn them into
+    numbers with one transfer, so recording never waits for the device. A full-batch run (one step per epoch) records
+    no steps: its epoch curve is the same.
     """
 
     def __init__(self) -> None:
@@ -345,14 +339,13 @@ class FigureWriter(LossHistory):
     """Draws the tutorial's figures at the end of ``fit``, ``test`` and ``predict`` (never during training).
 
     fit: ``1_data.png`` (train and test points), ``2_predictions_before_training.png`` (the test split predicted
-    before the first step), ``3_predictions_after_training.png`` and ``4_loss_curves.png`` (the published train and
-    val loss of every epoch and, with several steps per epoch, the training loss every k steps); test:
+    before the first step), ``3_predictions_after_training.png`` and ``4_loss_curves.png`` (the train and val loss of
+    every epoch and, with several steps per epoch, the training loss every k steps); test:
     ``3_predictions_after_training.png`` for the evaluated model; predict: ``5_predictions.png`` beside
-    ``predictions.csv``. Each goes into the run's log directory and, under ``figures/<name>``, to every logger that
-    can ``add_image`` (TensorBoard's IMAGES tab). With several features, the data and predict figures plot y against
-    each feature side by side, and the test split's predictions are plotted against the true y. A split is drawn
-    from at most ``MAX_POINTS`` of its rows (``datamodule.sample``); the data figure's title says when they are a
-    sample.
+    ``predictions.csv``. Each goes into the run's log directory and, as ``figures/<name>``, to every logger that can
+    ``add_image`` (TensorBoard's IMAGES tab). With several features, y is plotted against each feature side by side,
+    and the test split's predictions against the true y. Each split is drawn from at most ``MAX_POINTS`` rows (the
+    data figure's title says when they are a sample).
 
     Args:
         enabled: draw the figures (false: record and draw nothing, e.g. for benchmarks)
@@ -363,6 +356,7 @@ class FigureWriter(LossHistory):
         self.enabled = enabled
         self.paths: list[Path] = []
         self._directory = Path()
+        self._rows: dict[str, tuple[Tensor, Tensor]] = {}  # the data drawn, by split
         self._before_training: tuple[np.ndarray, str, int] | None = None  # test predictions, title, global step
         self._predicted: list[tuple[Tensor, Tensor]] = []
 
@@ -378,19 +372,15 @@ class FigureWriter(LossHistory):
             title = f"Predictions on the test split {when}\n{_describe(trainer, pl_module)}"
             self._before_training = (_predict(pl_module, test[0]), title, trainer.global_step)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _record(self, trainer: L.Trainer, key: str) -> None:
         if self.enabled:
-            super().on_train_epoch_end(trainer, pl_module)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.enabled:
-            super().on_validation_end(trainer, pl_module)
+            super()._record(trainer, key)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._start_drawing(trainer):
             return
-        rows, model, datamodule = _rows(trainer), _describe(trainer, pl_module), attached_datamodule(trainer)
-        if rows and datamodule is not None:  # rows come from a RegressionDataModule
+        rows, datamodule = self._rows, attached_datamodule(trainer)
+        if datamodule is not None:  # a RegressionDataModule: rows holds its train and test (and val) splits
             truth = _truth(trainer)
             line = "" if truth is None else f"\ntrue line: {_line(*truth)}"
             counts = {name: datamodule.moments(name).count for name in rows}
@@ -399,31 +389,30 @@ class FigureWriter(LossHistory):
                 f"{len(y):,} of {counts[name]:,} {name}" if sampled else f"{counts[name]:,} {name}"
                 for name, (_, y) in rows.items()
             ]
-            sizes = f"{', '.join(others)} and {last}" if others else last
-            self._draw(trainer, "1_data", rows, None, f"The data: {'a sample of ' * sampled}{sizes} rows{line}")
+            title = f"The data: {'a sample of ' * sampled}{', '.join(others)} and {last} rows{line}"
+            self._draw(trainer, "1_data", None, title)
         if self._before_training is not None:
-            predictions, title, step = self._before_training
-            self._draw_test(trainer, "2_predictions_before_training", rows, predictions, title, step)
+            self._draw_test(trainer, "2_predictions_before_training", *self._before_training)
         if "test" in rows:
             self._draw_test_predictions(trainer, pl_module, f"after training (epoch {trainer.current_epoch - 1:,})")
         curves = {name.replace("_", " "): curve for name, curve in self.curves().items() if len(curve[0])}
         steps = self.step_curve()
-        if curves or len(steps[0]):
-            if len(steps[0]):  # several steps per epoch: the epoch means mid-epoch, val at the epoch's end
-                offsets = {"train loss": 0.5, "val loss": 1.0}
-                curves = {
-                    f"{name} (epoch mean)" if name == "train loss" else name: (epochs + offsets[name], losses)
-                    for name, (epochs, losses) in curves.items()
-                }
-                every = "every step" if self.every_n_steps == 1 else f"every {self.every_n_steps:,} steps"
-                title = f"Loss per epoch, and {every}"
-                lines = {f"train loss ({every})": steps}
-            else:
-                title, lines = "Loss per epoch", {}
-            epochs = next(iter(curves.values()))[0] if curves else steps[0]
-            if trainer.ckpt_path is not None and len(epochs):  # a resumed fit: its own epochs only
+        title = "Loss per epoch"
+        lines: dict[str, Points] = {}
+        if len(steps[0]):  # several steps per epoch: the epoch means mid-epoch, val at the epoch's end
+            offsets = {"train loss": 0.5, "val loss": 1.0}
+            curves = {
+                f"{name} (epoch mean)" if name == "train loss" else name: (epochs + offsets[name], losses)
+                for name, (epochs, losses) in curves.items()
+            }
+            every = "every step" if self.every_n_steps == 1 else f"every {self.every_n_steps:,} steps"
+            title += f", and {every}"
+            lines = {f"train loss ({every})": steps}
+        if curves or lines:
+            if trainer.ckpt_path is not None:  # a resumed fit: its own epochs only
+                epochs = next(iter(curves.values()))[0] if curves else steps[0]
                 title += f", epochs {int(epochs.min()):,} to {int(epochs.max()):,} (resumed)"
-            panel = LossPanel(f"{title}\n{model}", curves, lines=lines)
+            panel = LossPanel(f"{title}\n{_describe(trainer, pl_module)}", curves, lines=lines)
             # A log axis: the loss falls by orders of magnitude, and the two states it alternates between once
             # converged (the tutorial's last 150 epochs) stay visible instead of a flat line at 0.
             figure = loss_figure([panel], ylabel="L1 loss (MAE), log scale", log_scale=True)
@@ -432,7 +421,7 @@ class FigureWriter(LossHistory):
 
     # test
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._start_drawing(trainer) and "test" in _rows(trainer):
+        if self._start_drawing(trainer) and "test" in self._rows:
             self._draw_test_predictions(trainer, pl_module, "of the evaluated model")
             self._announce(pl_module)
 
@@ -447,10 +436,11 @@ class FigureWriter(LossHistory):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._start_drawing(trainer) or not self._predicted:
             return
-        x, y_pred = (_numpy(_thin(torch.cat(parts))) for parts in zip(*self._predicted))
+        x, y_pred = (torch.cat(parts) for parts in zip(*self._predicted))
         self._predicted = []
+        every = max(1, math.ceil(len(x) / MAX_POINTS))  # a scatter of more shows nothing more, and takes seconds
         title = f"Predictions (predictions.csv) over the data\n{_describe(trainer, pl_module)}"
-        self._draw(trainer, "5_predictions", _rows(trainer), (x, y_pred), title)
+        self._draw(trainer, "5_predictions", (_numpy(x[::every]), _numpy(y_pred[::every])), title)
         self._announce(pl_module)
 
     # writing
@@ -459,41 +449,30 @@ class FigureWriter(LossHistory):
         if not self.enabled:
             return False
         self._directory, self.paths = Path(trainer.log_dir or trainer.default_root_dir), []
+        self._rows = _rows(trainer) if trainer.is_global_zero else {}
         return trainer.is_global_zero
 
     def _draw_test_predictions(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
-        rows = _rows(trainer)
         title = f"Predictions on the test split {when}\n{_describe(trainer, pl_module)}"
-        self._draw_test(trainer, "3_predictions_after_training", rows, _predict(pl_module, rows["test"][0]), title)
+        self._draw_test(trainer, "3_predictions_after_training", _predict(pl_module, self._rows["test"][0]), title)
 
     def _draw_test(
-        self,
-        trainer: L.Trainer,
-        name: str,
-        rows: dict[str, tuple[Tensor, Tensor]],
-        y_pred: np.ndarray,
-        title: str,
-        step: int | None = None,
+        self, trainer: L.Trainer, name: str, y_pred: np.ndarray, title: str, step: int | None = None
     ) -> None:
         """The test split's predictions: over the data (one feature), or against the true y (several)."""
-        x, y = rows["test"]
+        x, y = self._rows["test"]
         if x.shape[1] == 1:
-            self._draw(trainer, name, rows, (_numpy(x), y_pred), title, step)
+            self._draw(trainer, name, (_numpy(x), y_pred), title, step)
         else:
             self._write(trainer, name, predicted_vs_true_figure(_numpy(y[:, 0]), y_pred, title=title), step)
 
     def _draw(
-        self,
-        trainer: L.Trainer,
-        name: str,
-        rows: dict[str, tuple[Tensor, Tensor]],
-        predictions: tuple[np.ndarray, np.ndarray] | None,
-        title: str,
-        step: int | None = None,
+        self, trainer: L.Trainer, name: str, predictions: Points | None, title: str, step: int | None = None
     ) -> None:
         """The data of each split and ``predictions`` (rows of x, y): against x, or against each feature."""
-        points = {split: (_numpy(x), _numpy(y[:, 0])) for split, (x, y) in rows.items()}
-        names = _feature_names(trainer)
+        points = {split: (_numpy(x), _numpy(y[:, 0])) for split, (x, y) in self._rows.items()}
+        datamodule = attached_datamodule(trainer)
+        names = ["x"] if datamodule is None else datamodule.feature_names
         if len(names) == 1:
             one = {split: (x[:, 0], y) for split, (x, y) in points.items()}
             single = None if predictions is None else (predictions[0][:, 0], predictions[1])
@@ -526,11 +505,6 @@ def _rows(trainer: L.Trainer) -> dict[str, tuple[Tensor, Tensor]]:
         return {}
     names = ("train", "val", "test") if datamodule.val_split else ("train", "test")
     return {name: datamodule.sample(name, MAX_POINTS) for name in names}
-
-
-def _thin(rows: Tensor) -> Tensor:
-    """At most MAX_POINTS evenly spaced rows: a scatter of more shows nothing more and takes seconds to draw."""
-    return rows[:: max(1, math.ceil(len(rows) / MAX_POINTS))]
 
 
 def _predict(pl_module: L.LightningModule, x: Tensor) -> np.ndarray:
@@ -567,13 +541,8 @@ def _line(weight: Tensor, bias: Tensor) -> str:
 
 
 def _truth(trainer: L.Trainer) -> tuple[Tensor, Tensor] | None:
-    """The data's true (weight, bias), when it knows them."""
-    return getattr(attached_datamodule(trainer), "true_parameters", lambda: None)()
-
-
-def _feature_names(trainer: L.Trainer) -> list[str]:
-    datamodule = attached_datamodule(trainer)
-    return ["x"] if datamodule is None else datamodule.feature_names
+    """The data's true (weight, bias), when its datamodule knows them (``true_parameters()``)."""
+    return getattr(trainer.datamodule, "true_parameters", lambda: None)()  # type: ignore[attr-defined]
 
 
 def _stack(values: list[Tensor]) -> np.ndarray:
