@@ -389,8 +389,8 @@ class FigureWriter(LossHistory):
                 f"{len(y):,} of {counts[name]:,} {name}" if sampled else f"{counts[name]:,} {name}"
                 for name, (_, y) in rows.items()
             ]
-            title = f"The data: {'a sample of ' * sampled}{', '.join(others)} and {last} rows{line}"
-            self._draw(trainer, "1_data", None, title)
+            sizes = f"{', '.join(others)} and {last}"  # train and test, and val when it is a split of its own
+            self._draw(trainer, "1_data", None, f"The data: {'a sample of ' * sampled}{sizes} rows{line}")
         if self._before_training is not None:
             self._draw_test(trainer, "2_predictions_before_training", *self._before_training)
         if "test" in rows:

@@ -27,12 +27,10 @@ DPI = 100
 LEGEND_INCHES = 0.45  # the strip under a single_axes figure that holds its legend
 TITLE_CHARACTERS = 66  # what a title line of a 7-inch figure holds
 SPLIT_COLORS = {"train": "b", "val": "tab:orange", "test": "g"}  # the tutorial's blue train and green test points
-
-Points = tuple[np.ndarray, np.ndarray]  # (x, y): 1-D arrays of equal length
-
-
 CLOUD_POINTS = 1000  # per split, under predictions: a denser cloud would hide them
 MAX_PANELS = 4  # features drawn side by side
+
+Points = tuple[np.ndarray, np.ndarray]  # (x, y): 1-D arrays of equal length
 
 
 class LossPanel(NamedTuple):
