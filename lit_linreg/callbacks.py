@@ -529,11 +529,10 @@ def _describe(trainer: L.Trainer, pl_module: L.LightningModule) -> str:
     if callable(coefficients):
         text += f": {_line(*coefficients())}"
     truth = _truth(trainer)
-    if truth is None:
-        return text
-    true = f"true {_line(*truth)}"
-    one_line = f"{text} | {true}"
-    return one_line if len(one_line) <= TITLE_CHARACTERS else f"{text}\n{true}"
+    if truth is not None:  # beside the model's line if both fit on one title line, else under it
+        true = f"true {_line(*truth)}"
+        text += f" | {true}" if len(f"{text} | {true}") <= TITLE_CHARACTERS else f"\n{true}"
+    return text
 
 
 def _line(weight: Tensor, bias: Tensor) -> str:
