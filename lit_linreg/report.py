@@ -161,7 +161,8 @@ def build_report(learned: LinearFit | None, truth: LinearFit | None, data: Regre
     def errors(fit: LinearFit, split: str) -> dict[str, float | None]:
         mse, variance = data.exact_mse(fit.weight, fit.bias, split), float(moments[split].cov[-1, -1])
         mae = regression_errors(fit, *samples[split])["mae"]
-        return _finite({"mae": mae, "mse": mse, "r2": 1 - mse / variance if variance > 0 else math.nan})
+        metrics = {"mae": mae, "mse": mse, "r2": 1 - mse / variance if variance > 0 else math.nan}
+        return {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # JSON has no NaN: R² of a constant y
 
     models = {
         name: None
@@ -176,16 +177,6 @@ def build_report(learned: LinearFit | None, truth: LinearFit | None, data: Regre
     rows = {split: moments[split].count for split in SPLITS}
     sample = {split: len(samples[split][1]) for split in SPLITS}
     return {"rows": {**rows, "baseline_fit": sample["train"]}, "sample": sample, "models": models}
-
-
-def lowest_l1_loss(x: Tensor, y: Tensor) -> float:
-    """The lowest L1 loss (MAE) that a linear model reaches on these rows (``data.sample(split)``): the exact LAD
-    fit's."""
-    return regression_errors(least_absolute_deviations(x, y), x, y)["mae"]
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # JSON has no NaN: R² of a constant y
 
 
 def report_table(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -292,11 +283,7 @@ class RunReport(Callback):
             "stage": stage,
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "features": datamodule.feature_names,
-            **build_report(
-                learned,
-                None if truth is None else LinearFit(*truth),
-                datamodule,
-            ),
+            **build_report(learned, None if truth is None else LinearFit(*truth), datamodule),
         }
         if stage == "fit" and report["models"].get("learned"):
             report["convergence"] = convergence(report["models"], datamodule.sample("train")[1])

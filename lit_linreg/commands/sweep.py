@@ -27,31 +27,18 @@ from lit_linreg.callbacks import LossHistory
 from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import UserError, require
 from lit_linreg.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
-from lit_linreg.report import lowest_l1_loss
+from lit_linreg.report import least_absolute_deviations, regression_errors
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
 STATUS_COLORS = {"converged": "darkgreen", "not converged": "darkorange", "diverged": "firebrick"}
-QUIET_RUN = [
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--checkpoint.save_top_k",
-    "0",
-    "--report.baselines",
-    "false",
-    "--table.every_n_epochs",
-    "0",
-    "--figures.enabled",
-    "false",
-    "--divergence.max_growth",
-    "null",  # the sweep reports divergence itself, as a status
-    "--divergence.warn",
-    "false",  # and whether the loss fell
-]
+QUIET_RUN = (  # every run writes and prints nothing of its own
+    *("--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
+    *("--checkpoint.save_top_k", "0", "--report.baselines", "false"),
+    *("--table.every_n_epochs", "0", "--figures.enabled", "false"),
+    # the sweep reports divergence itself, as a status, and whether the loss fell
+    *("--divergence.max_growth", "null", "--divergence.warn", "false"),
+)
 
 
 class Run(NamedTuple):
@@ -136,8 +123,9 @@ class Sweep:
         weight, bias = (format_numbers(t.tolist()) for t in cli.model.coefficients())
         truth = cli.datamodule.true_parameters()
         self.truth = None if truth is None else (format_numbers(truth[0].tolist()), format_numbers(truth[1].tolist()))
-        if self.lowest is None:
-            self.lowest = lowest_l1_loss(*cli.datamodule.sample("train"))
+        if self.lowest is None:  # the exact LAD fit's L1 on the rows the report uses
+            x, y = cli.datamodule.sample("train")
+            self.lowest = regression_errors(least_absolute_deviations(x, y), x, y)["mae"]
         return Run(lr, curves, *classify(curves["train loss"][1], self.lowest), weight, bias, note)
 
     def find_lr(self, out: Path) -> float | None:
@@ -245,30 +233,23 @@ EPILOG = (
     "within 5% of its initial gap above the lowest loss a linear model reaches (the exact LAD fit), N being the "
     "first epoch from which it never leaves that band; otherwise not converged."
 )
-# lr-sweep's own options, name -> takes a value (--lrs+ appends to the list, as jsonargparse allows).
-OWN_OPTIONS = {
-    "--config": True,
-    "--lrs": True,
-    "--lrs+": True,
-    "--out": True,
-    "--lr_find": False,
-    "--help": False,
-    "-h": False,
-}
+# lr-sweep's own options: those that take a value (--lrs+ appends to the list, as jsonargparse allows), and flags.
+OWN_OPTIONS = {"--config", "--lrs", "--lrs+", "--out"}
+OWN_FLAGS = {"--lr_find", "--help", "-h"}
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``argv`` split into lr-sweep's own options (:data:`OWN_OPTIONS`) and the rest, for every run's fit."""
+    """``argv`` split into lr-sweep's own options and flags and the rest, for every run's fit."""
     own: list[str] = []
     rest: list[str] = []
     args = iter(argv)
     for arg in args:
         name = arg.partition("=")[0]
-        if name not in OWN_OPTIONS:
+        if name not in OWN_OPTIONS | OWN_FLAGS:
             rest.append(arg)
             continue
         own.append(arg)
-        if OWN_OPTIONS[name] and "=" not in arg:
+        if name in OWN_OPTIONS and "=" not in arg:
             own += list(itertools.islice(args, 1))  # its value (a missing one is the parser's error)
     return own, rest
 
