@@ -32,6 +32,7 @@ from lit_linreg.report import least_absolute_deviations, regression_errors
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
 STATUS_COLORS = {"converged": "darkgreen", "not converged": "darkorange", "diverged": "firebrick"}
+TABLE_ROW = "{:>10} | {:<22} | {:>10} | {:>10} | {:>6} | {:>6}{}"  # lr, status, train and val loss, weight, bias, note
 QUIET_RUN = (  # every run writes and prints nothing of its own
     *("--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
     *("--checkpoint.save_top_k", "0", "--report.baselines", "false"),
@@ -60,13 +61,12 @@ class Run(NamedTuple):
 def classify(losses: np.ndarray, lowest: float) -> tuple[str, int | None]:
     """``("converged", N)``, ``("not converged", None)`` or ``("diverged", None)`` for per-epoch training losses.
 
-    ``lowest`` is the lowest loss any linear model reaches on the same rows (the exact LAD fit's). With L0 the first
-    epoch's loss, W the last tenth of the epochs (at least 2) and T = lowest + 5 % of (L0 - lowest):
+    ``lowest`` is the lowest loss a linear model reaches on the same rows (exact LAD's). With L0 the first epoch's loss,
+    W the last tenth of the epochs (at least 2) and T = lowest + 5 % of (L0 - lowest):
 
     - diverged: a loss is NaN/inf, or mean(W) > L0 (the steps overshoot: training made the fit worse);
-    - converged at epoch N: no loss of W exceeds T, i.e. training closed at least 95 % of the gap to the optimum and
-      stayed there (the tutorial's test, |w - target| < tolerance, put in terms of the loss); N is the first epoch
-      from which the loss never again exceeds T;
+    - converged at epoch N: no loss of W exceeds T (the tutorial's |w - target| < tolerance, in terms of the loss);
+      N is the first epoch from which the loss never again exceeds T;
     - not converged otherwise: too slow for the budget, or stuck above T (a too large lr swinging back and forth).
     """
     losses = np.asarray(losses, dtype=np.float64)
@@ -154,10 +154,9 @@ def unbiased(smoothed: list[float], beta: float = 0.98) -> list[float]:
     """lr_find's smoothed losses with its running mean's bias corrected by the right step count.
 
     Lightning 2.6's finder divides its running mean (``beta`` 0.98, started at 0) after step k by ``1 - beta**(k + 2)``
-    instead of ``1 - beta**(k + 1)``: it reads ``global_step`` after the update. Its first point is then half the
-    loss (0.158 for the tutorial's 0.313), and its curve rises before it falls. Only the figure uses the corrected
-    values; the suggestion is Lightning's own. tests/test_theory_sweep.py checks that the corrected first point is the
-    untrained loss, so a change of Lightning's formula shows there.
+    instead of ``1 - beta**(k + 1)`` (it reads ``global_step`` after the update): its first point is half the loss, and
+    its curve rises before it falls. Only the figure uses the corrected values (tests/test_theory_sweep.py checks them,
+    so a change of Lightning's formula shows there); the suggestion is Lightning's own.
     """
     return [loss * (1 - beta ** (k + 2)) / (1 - beta ** (k + 1)) for k, loss in enumerate(smoothed)]
 
@@ -200,18 +199,12 @@ def lr_sweep(
             print(f"[{i + 1}/{len(rates)}] lr={lr:g}{note}", flush=True)
             runs.append(sweep.train(lr, note))
 
-    print(f"\n{'lr':>10} | {'status':<22} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
+    print("\n" + TABLE_ROW.format("lr", "status", "train_loss", "val_loss", "weight", "bias", ""))
     for run in runs:
-        train_loss, val_loss = (
-            f"{run.curves[key][1][-1]:10.6f}" if key in run.curves else f"{'-':>10}"
-            for key in ("train loss", "val loss")
-        )
-        print(
-            f"{run.lr:>10g} | {run.status_text:<22} | {train_loss} | {val_loss} | {run.weight:>6} | {run.bias:>6}"
-            f"{run.note}"
-        )
+        losses = (f"{run.curves[key][1][-1]:.6f}" if key in run.curves else "-" for key in ("train loss", "val loss"))
+        print(TABLE_ROW.format(f"{run.lr:g}", run.status_text, *losses, run.weight, run.bias, run.note))
     if sweep.truth is not None:
-        print(f"{'true':>10} | {'':<22} | {'':>10} | {'':>10} | {sweep.truth[0]:>6} | {sweep.truth[1]:>6}")
+        print(TABLE_ROW.format("true", "", "", "", *sweep.truth, ""))
     epochs = max(len(run.curves["train loss"][0]) for run in runs)
     source = ", ".join(Path(path).name for path in config) or "the default config"
     panels = [
