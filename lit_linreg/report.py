@@ -362,11 +362,9 @@ def convergence(models: dict[str, Any], y: Tensor) -> dict[str, Any]:
 
 
 class PredictionWriter(Callback):
-    """Writes ``predictions.csv`` into the run's log directory and prints its path.
-
-    Columns: the input feature(s) (``x``, or the datamodule's ``feature_names``), ``y_pred``, and ``y_true`` and
-    ``abs_error`` when the targets are known.
-    """
+    """Writes ``predictions.csv`` into the run's log directory and prints its path. Columns: the features (the
+    datamodule's ``feature_names``, else ``x`` or ``x0``, ``x1``, ...), ``y_pred``, and ``y_true`` and ``abs_error``
+    when the targets are known."""
 
     def __init__(self, filename: str = "predictions.csv") -> None:
         self.filename = filename
