@@ -1,12 +1,10 @@
 """What a run leaves behind: the report (the learned line beside the exact OLS and LAD optima), ``predictions.csv``,
 and the run's settings in TensorBoard's HPARAMS tab.
 
-The exact baselines are fitted in float64: ordinary least squares (numpy's ``lstsq``) and least absolute deviations
-(scipy's HiGHS). OLS minimises the squared error and LAD the mean absolute error, the L1 loss the task trains on, so
-LAD's training loss is the lowest any linear model can reach. Both solve on centred, scaled features and a centred,
-scaled response, which keeps them accurate whatever the data's units (Longley's, NIST's hardest); results come back in
-the data's units. Linearly dependent features (a constant column, a duplicate) make the optimum non-unique: such a
-feature gets weight 0, which still attains the optimum.
+The exact baselines, in float64: ordinary least squares (numpy's ``lstsq``) and least absolute deviations (scipy's
+HiGHS), the minimum of the L1 loss the task trains on, so the lowest training loss any linear model reaches. Both solve
+on centred, scaled data, which keeps them accurate whatever its units (Longley's, NIST's hardest). A linearly dependent
+feature (a constant column, a duplicate) gets weight 0, which still attains the optimum.
 """
 
 from __future__ import annotations
@@ -77,10 +75,9 @@ def least_absolute_deviations(x: Tensor, y: Tensor) -> LinearFit:
 def _lad(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The LAD coefficients of ``a`` (all rows' exact optimum), by HiGHS on fewer rows when there are many.
 
-    Portnoy and Koenker's preprocessing (1997): a fit on a sample predicts the sign of most residuals; the rows whose
-    residual is clearly positive (or negative) enter the LP as their mean row, weighted by their count, which stays on
-    its side exactly when they all do. Their signs are then checked on the full fit, and any row on the wrong side
-    rejoins the LP.
+    Portnoy and Koenker's preprocessing (1997): a fit on a sample predicts the sign of most residuals; the rows clearly
+    above (or below) the line enter the LP as one mean row weighted by their count, and any row that the full fit puts
+    on the wrong side rejoins the LP.
     """
     rows, p = a.shape
     sample_rows = int(math.sqrt(p) * rows ** (2 / 3))
@@ -105,10 +102,9 @@ def _lad(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _lad_lp(a: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """The coefficients that minimise sum weight·|y - a·coef|, from its dual LP: max y·d subject to aᵀd = 0 and
-    -weight <= d <= weight, one variable per row and one constraint per column, whose multipliers are the coefficients.
-    HiGHS's interior point method ends with a crossover to a vertex, so ``p`` rows are fitted exactly, as by the simplex
-    on the primal LP, min sum(weight·(u + v)) s.t. a·coef + u - v = y, u, v >= 0, which measured 20x slower."""
+    """The coefficients that minimise sum weight·|y - a·coef|: the multipliers of the dual LP, max y·d subject to
+    aᵀd = 0 and -weight <= d <= weight. HiGHS's interior point method ends at a vertex (its crossover), so ``p`` rows
+    are fitted exactly, as by the simplex on the primal LP, which measured 20x slower."""
     bounds = np.column_stack([-weight, weight])
     for method in ("highs-ipm", "highs-ds"):  # the simplex, should the interior point method stop short
         result = linprog(-y, A_eq=a.T, b_eq=np.zeros(a.shape[1]), bounds=bounds, method=method, options=HIGHS_OPTIONS)
@@ -145,9 +141,8 @@ SPLITS = ("train", "test")
 def build_report(learned: LinearFit | None, truth: LinearFit | None, data: RegressionDataModule) -> dict:
     """The report's content: each model's parameters and its MAE/MSE/R² on the training and test splits (float64).
 
-    The same for data in memory and streamed: OLS is exact over every training row (``data.exact_ols()``), and so are
-    each split's MSE and R² (``data.exact_mse``, ``data.moments``). LAD is fitted, and every L1 (MAE) measured, on
-    ``data.sample(split)``: every row of a small split, a sample of a large one (their counts are ``sample``).
+    OLS, and each split's MSE and R², are exact over every row, in memory or streamed (``data.exact_ols``,
+    ``exact_mse``, ``moments``); LAD and every L1 (MAE) use ``data.sample(split)``: a large split's sample.
     """
     samples = {split: data.sample(split) for split in SPLITS}
     moments = {split: data.moments(split) for split in SPLITS}
@@ -158,42 +153,26 @@ def build_report(learned: LinearFit | None, truth: LinearFit | None, data: Regre
         "lad": least_absolute_deviations(*samples["train"]),
     }
 
-    def errors(fit: LinearFit, split: str) -> dict[str, float | None]:
-        mse, variance = data.exact_mse(fit.weight, fit.bias, split), float(moments[split].cov[-1, -1])
-        mae = regression_errors(fit, *samples[split])["mae"]
-        return _finite({"mae": mae, "mse": mse, "r2": 1 - mse / variance if variance > 0 else math.nan})
+    def model(fit: LinearFit) -> dict[str, Any]:
+        result: dict[str, Any] = {"weight": fit.weight.double().tolist(), "bias": fit.bias.double().item()}
+        for split in SPLITS:  # None for what JSON cannot hold (no NaN): R² of a constant y
+            mse, variance = data.exact_mse(fit.weight, fit.bias, split), float(moments[split].cov[-1, -1])
+            r2 = 1 - mse / variance if variance > 0 else math.nan
+            metrics = {"mae": regression_errors(fit, *samples[split])["mae"], "mse": mse, "r2": r2}
+            result[split] = {k: v if math.isfinite(v) else None for k, v in metrics.items()}
+        return result
 
-    models = {
-        name: None
-        if fit is None
-        else {
-            "weight": fit.weight.double().tolist(),
-            "bias": fit.bias.double().item(),
-            **{split: errors(fit, split) for split in SPLITS},
-        }
-        for name, fit in fits.items()
-    }
+    models = {name: None if fit is None else model(fit) for name, fit in fits.items()}
     rows = {split: moments[split].count for split in SPLITS}
     sample = {split: len(samples[split][1]) for split in SPLITS}
     return {"rows": {**rows, "baseline_fit": sample["train"]}, "sample": sample, "models": models}
 
 
-def lowest_l1_loss(x: Tensor, y: Tensor) -> float:
-    """The lowest L1 loss (MAE) that a linear model reaches on these rows (``data.sample(split)``): the exact LAD
-    fit's."""
-    return regression_errors(least_absolute_deviations(x, y), x, y)["mae"]
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # JSON has no NaN: R² of a constant y
-
-
 def report_table(report: dict) -> tuple[list[str], list[list[str]]]:
     """The header and rows of the report's table, its weights labelled by the report's ``features``.
 
-    One feature: a row per model, ``model | weight | bias | train L1 | ...`` (``weight[name]`` for a named feature,
-    ``weight`` for the synthetic ``x``). Several: a row per weight, the bias and each error, and a column per model,
-    the way statistics packages print coefficients, so that 10 features read as easily as 2.
+    One feature: a row per model, ``model | weight | bias | train L1 | ...``. Several: a row per weight, the bias and
+    each error, and a column per model, as statistics packages print coefficients, so that 10 read as easily as 2.
     """
     models = {MODEL_LABELS[name]: model for name, model in report["models"].items() if model is not None}
     count = len(next(iter(models.values()))["weight"])
@@ -235,8 +214,8 @@ def format_markdown(header: list[str], rows: list[list[str]]) -> str:
 # the settings a user compares, then each data class's own, then what the run ended at.
 SETTINGS = ("command", "variant", "lr", "batch_size", "max_epochs", "seed_everything", "data", "ckpt_path")
 BASELINES = tuple(f"baseline/{model}_{split}_mae" for model in ("lad", "ols") for split in ("train", "test"))
-# Every setting of lit-linreg's in-memory data classes (synthetic, CSV), listed here so that a synthetic fit never
-# imports the CSV reader; tests/test_cli.py checks it against the classes' signatures.
+# Every setting of the in-memory data classes (synthetic, CSV): listed, so that a synthetic fit never imports the CSV
+# reader; tests/test_cli.py checks it against their signatures.
 DATA_SETTINGS = (
     *("weight", "bias", "start", "end", "step", "train_split", "batch_size", "predict_x", "num_samples"),
     *("num_features", "noise_std", "val_split", "split", "shuffle", "seed", "csv_path", "target", "features"),
@@ -292,11 +271,7 @@ class RunReport(Callback):
             "stage": stage,
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "features": datamodule.feature_names,
-            **build_report(
-                learned,
-                None if truth is None else LinearFit(*truth),
-                datamodule,
-            ),
+            **build_report(learned, None if truth is None else LinearFit(*truth), datamodule),
         }
         if stage == "fit" and report["models"].get("learned"):
             report["convergence"] = convergence(report["models"], datamodule.sample("train")[1])
@@ -342,9 +317,24 @@ class RunReport(Callback):
     def _log_hyperparameters(
         trainer: L.Trainer, pl_module: L.LightningModule, stage: str, results: dict[str, float]
     ) -> None:
+        """The run's settings and results under the same HPARAMS columns for every run ("-" where a run has no such
+        setting): the command, the model's hyperparameters, max_epochs, the seed, the data class and its settings."""
         if not trainer.loggers:
             return
-        settings = run_settings(trainer, pl_module, stage)
+        datamodule = attached_datamodule(trainer)
+        data = dict(datamodule.hparams) if datamodule is not None else {}
+        model = {key: value for key, value in pl_module.hparams.items() if not isinstance(value, (list, dict))}
+        settings: dict[str, Any] = dict.fromkeys((*SETTINGS, *model, *DATA_SETTINGS))  # the columns, in this order
+        settings.update(
+            command=stage,
+            max_epochs=trainer.max_epochs if stage == "fit" else None,
+            seed_everything=int(os.environ.get("PL_GLOBAL_SEED", -1)),  # what lightning.seed_everything set (-1: none)
+            data=None if datamodule is None else type(datamodule).__name__,
+            ckpt_path=None if trainer.ckpt_path is None else shown_path(trainer.ckpt_path),
+        )
+        settings.update(model)
+        settings.update({k: v for k, v in data.items() if k in settings and not isinstance(v, (list, dict))})
+        settings = {key: "-" if value is None else plain(value) for key, value in settings.items()}
         logged = {key: float(trainer.callback_metrics[key]) for key in RESULTS if key in trainer.callback_metrics}
         metrics = {f"hp/{key}": {**logged, **results}.get(key, math.nan) for key in RESULTS}
         for logger in trainer.loggers:
@@ -358,9 +348,8 @@ CONVERGED = 0.02  # a fit converged when its train L1 is within 2 % of the exact
 
 
 def convergence(models: dict[str, Any], y: Tensor) -> dict[str, Any]:
-    """Did training reach the optimum of its own loss? The learned train L1 against exact LAD's, the lowest a line
-    reaches on the same rows; within ``CONVERGED`` of it, plus that fraction of the mean absolute deviation of ``y``
-    (those rows' targets; data on an exact line have LAD's L1 0)."""
+    """Did training reach the optimum of its own loss: is the learned train L1 within ``CONVERGED`` of exact LAD's, plus
+    that fraction of the mean absolute deviation of ``y`` (those rows' targets; for data on a line LAD's L1 is 0)?"""
     learned, lad = models["learned"]["train"]["mae"], models["lad"]["train"]["mae"]
     spread = float((y.double() - y.double().median()).abs().mean())
     return {
@@ -372,32 +361,10 @@ def convergence(models: dict[str, Any], y: Tensor) -> dict[str, Any]:
     }
 
 
-def run_settings(trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> dict[str, Any]:
-    """A run's settings under their plain names, the same keys for every run (None where a run has no such
-    setting): the command, the model's hyperparameters, the Trainer's max_epochs, the seed, the data class and every
-    setting of lit-linreg's data classes."""
-    datamodule = attached_datamodule(trainer)
-    data = dict(datamodule.hparams) if datamodule is not None else {}
-    model = {key: value for key, value in pl_module.hparams.items() if not isinstance(value, (list, dict))}
-    settings: dict[str, Any] = {**dict.fromkeys(SETTINGS), **model, **dict.fromkeys(DATA_SETTINGS)}  # the columns
-    settings.update(
-        command=stage,
-        max_epochs=trainer.max_epochs if stage == "fit" else None,
-        seed_everything=int(os.environ.get("PL_GLOBAL_SEED", -1)),  # what lightning.seed_everything set (-1: none)
-        data=None if datamodule is None else type(datamodule).__name__,
-        ckpt_path=None if trainer.ckpt_path is None else shown_path(trainer.ckpt_path),
-    )
-    settings.update(model)
-    settings.update({k: v for k, v in data.items() if k in settings and not isinstance(v, (list, dict))})
-    return {key: "-" if value is None else plain(value) for key, value in settings.items()}
-
-
 class PredictionWriter(Callback):
-    """Writes ``predictions.csv`` into the run's log directory and prints its path.
-
-    Columns: the input feature(s) (``x``, or the datamodule's ``feature_names``), ``y_pred``, and ``y_true`` and
-    ``abs_error`` when the targets are known.
-    """
+    """Writes ``predictions.csv`` into the run's log directory and prints its path. Columns: the features (the
+    datamodule's ``feature_names``, else ``x`` or ``x0``, ``x1``, ...), ``y_pred``, and ``y_true`` and ``abs_error``
+    when the targets are known."""
 
     def __init__(self, filename: str = "predictions.csv") -> None:
         self.filename = filename

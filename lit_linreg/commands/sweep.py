@@ -27,31 +27,19 @@ from lit_linreg.callbacks import LossHistory
 from lit_linreg.commands import command_parser, option_help
 from lit_linreg.errors import UserError, require
 from lit_linreg.plots import LossPanel, Points, format_numbers, loss_figure, lr_finder_figure, save_png
-from lit_linreg.report import lowest_l1_loss
+from lit_linreg.report import least_absolute_deviations, regression_errors
 
 DEFAULT_LRS = [0.001, 0.01, 0.1, 0.5]  # the tutorial's demonstrate_learning_rates
 CONVERGED_GAP = 0.05  # converged: within 5 % of the initial gap above the lowest loss a linear model reaches
 STATUS_COLORS = {"converged": "darkgreen", "not converged": "darkorange", "diverged": "firebrick"}
-QUIET_RUN = [
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--checkpoint.save_top_k",
-    "0",
-    "--report.baselines",
-    "false",
-    "--table.every_n_epochs",
-    "0",
-    "--figures.enabled",
-    "false",
-    "--divergence.max_growth",
-    "null",  # the sweep reports divergence itself, as a status
-    "--divergence.warn",
-    "false",  # and whether the loss fell
-]
+TABLE_ROW = "{:>10} | {:<22} | {:>10} | {:>10} | {:>6} | {:>6}{}"  # lr, status, train and val loss, weight, bias, note
+QUIET_RUN = (  # every run writes and prints nothing of its own
+    *("--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
+    *("--checkpoint.save_top_k", "0", "--report.baselines", "false"),
+    *("--table.every_n_epochs", "0", "--figures.enabled", "false"),
+    # the sweep reports divergence itself, as a status, and whether the loss fell
+    *("--divergence.max_growth", "null", "--divergence.warn", "false"),
+)
 
 
 class Run(NamedTuple):
@@ -73,13 +61,12 @@ class Run(NamedTuple):
 def classify(losses: np.ndarray, lowest: float) -> tuple[str, int | None]:
     """``("converged", N)``, ``("not converged", None)`` or ``("diverged", None)`` for per-epoch training losses.
 
-    ``lowest`` is the lowest loss any linear model reaches on the same rows (the exact LAD fit's). With L0 the first
-    epoch's loss, W the last tenth of the epochs (at least 2) and T = lowest + 5 % of (L0 - lowest):
+    ``lowest`` is the lowest loss a linear model reaches on the same rows (exact LAD's). With L0 the first epoch's loss,
+    W the last tenth of the epochs (at least 2) and T = lowest + 5 % of (L0 - lowest):
 
     - diverged: a loss is NaN/inf, or mean(W) > L0 (the steps overshoot: training made the fit worse);
-    - converged at epoch N: no loss of W exceeds T, i.e. training closed at least 95 % of the gap to the optimum and
-      stayed there (the tutorial's test, |w - target| < tolerance, put in terms of the loss); N is the first epoch
-      from which the loss never again exceeds T;
+    - converged at epoch N: no loss of W exceeds T (the tutorial's |w - target| < tolerance, in terms of the loss);
+      N is the first epoch from which the loss never again exceeds T;
     - not converged otherwise: too slow for the budget, or stuck above T (a too large lr swinging back and forth).
     """
     losses = np.asarray(losses, dtype=np.float64)
@@ -136,8 +123,9 @@ class Sweep:
         weight, bias = (format_numbers(t.tolist()) for t in cli.model.coefficients())
         truth = cli.datamodule.true_parameters()
         self.truth = None if truth is None else (format_numbers(truth[0].tolist()), format_numbers(truth[1].tolist()))
-        if self.lowest is None:
-            self.lowest = lowest_l1_loss(*cli.datamodule.sample("train"))
+        if self.lowest is None:  # the exact LAD fit's L1 on the rows the report uses
+            x, y = cli.datamodule.sample("train")
+            self.lowest = regression_errors(least_absolute_deviations(x, y), x, y)["mae"]
         return Run(lr, curves, *classify(curves["train loss"][1], self.lowest), weight, bias, note)
 
     def find_lr(self, out: Path) -> float | None:
@@ -166,10 +154,9 @@ def unbiased(smoothed: list[float], beta: float = 0.98) -> list[float]:
     """lr_find's smoothed losses with its running mean's bias corrected by the right step count.
 
     Lightning 2.6's finder divides its running mean (``beta`` 0.98, started at 0) after step k by ``1 - beta**(k + 2)``
-    instead of ``1 - beta**(k + 1)``: it reads ``global_step`` after the update. Its first point is then half the
-    loss (0.158 for the tutorial's 0.313), and its curve rises before it falls. Only the figure uses the corrected
-    values; the suggestion is Lightning's own. tests/test_theory_sweep.py checks that the corrected first point is the
-    untrained loss, so a change of Lightning's formula shows there.
+    instead of ``1 - beta**(k + 1)`` (it reads ``global_step`` after the update): its first point is half the loss, and
+    its curve rises before it falls. Only the figure uses the corrected values (tests/test_theory_sweep.py checks them,
+    so a change of Lightning's formula shows there); the suggestion is Lightning's own.
     """
     return [loss * (1 - beta ** (k + 2)) / (1 - beta ** (k + 1)) for k, loss in enumerate(smoothed)]
 
@@ -212,18 +199,12 @@ def lr_sweep(
             print(f"[{i + 1}/{len(rates)}] lr={lr:g}{note}", flush=True)
             runs.append(sweep.train(lr, note))
 
-    print(f"\n{'lr':>10} | {'status':<22} | {'train_loss':>10} | {'val_loss':>10} | {'weight':>6} | {'bias':>6}")
+    print("\n" + TABLE_ROW.format("lr", "status", "train_loss", "val_loss", "weight", "bias", ""))
     for run in runs:
-        train_loss, val_loss = (
-            f"{run.curves[key][1][-1]:10.6f}" if key in run.curves else f"{'-':>10}"
-            for key in ("train loss", "val loss")
-        )
-        print(
-            f"{run.lr:>10g} | {run.status_text:<22} | {train_loss} | {val_loss} | {run.weight:>6} | {run.bias:>6}"
-            f"{run.note}"
-        )
+        losses = (f"{run.curves[key][1][-1]:.6f}" if key in run.curves else "-" for key in ("train loss", "val loss"))
+        print(TABLE_ROW.format(f"{run.lr:g}", run.status_text, *losses, run.weight, run.bias, run.note))
     if sweep.truth is not None:
-        print(f"{'true':>10} | {'':<22} | {'':>10} | {'':>10} | {sweep.truth[0]:>6} | {sweep.truth[1]:>6}")
+        print(TABLE_ROW.format("true", "", "", "", *sweep.truth, ""))
     epochs = max(len(run.curves["train loss"][0]) for run in runs)
     source = ", ".join(Path(path).name for path in config) or "the default config"
     panels = [
@@ -245,30 +226,23 @@ EPILOG = (
     "within 5% of its initial gap above the lowest loss a linear model reaches (the exact LAD fit), N being the "
     "first epoch from which it never leaves that band; otherwise not converged."
 )
-# lr-sweep's own options, name -> takes a value (--lrs+ appends to the list, as jsonargparse allows).
-OWN_OPTIONS = {
-    "--config": True,
-    "--lrs": True,
-    "--lrs+": True,
-    "--out": True,
-    "--lr_find": False,
-    "--help": False,
-    "-h": False,
-}
+# lr-sweep's own options: those that take a value (--lrs+ appends to the list, as jsonargparse allows), and flags.
+OWN_OPTIONS = {"--config", "--lrs", "--lrs+", "--out"}
+OWN_FLAGS = {"--lr_find", "--help", "-h"}
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``argv`` split into lr-sweep's own options (:data:`OWN_OPTIONS`) and the rest, for every run's fit."""
+    """``argv`` split into lr-sweep's own options and flags and the rest, for every run's fit."""
     own: list[str] = []
     rest: list[str] = []
     args = iter(argv)
     for arg in args:
         name = arg.partition("=")[0]
-        if name not in OWN_OPTIONS:
+        if name not in OWN_OPTIONS | OWN_FLAGS:
             rest.append(arg)
             continue
         own.append(arg)
-        if OWN_OPTIONS[name] and "=" not in arg:
+        if name in OWN_OPTIONS and "=" not in arg:
             own += list(itertools.islice(args, 1))  # its value (a missing one is the parser's error)
     return own, rest
 
