@@ -297,20 +297,14 @@ def find_checkpoint(run_dir: Path, alias: str) -> Path | None:
 
 
 class RunFolders(Callback):
-    """Gives a run its folders (see the module's docstring) and, when ``logger`` is true, its TensorBoard logger.
-
-    Args:
-        root: the folder that holds ``checkpoints/`` and ``lightning_logs/``
-        name: the run's name
-        ckpt_path: the checkpoint the command starts from (a fit resumes it; other commands load it)
-        logger: give the trainer a TensorBoardLogger writing into the run's log folder
-    """
+    """Gives the run ``name`` its folders in ``root``'s ``checkpoints/`` and ``lightning_logs/`` (see the module's
+    docstring) and, when ``logger`` is true, a TensorBoardLogger writing into its log folder. ``ckpt_path``: the
+    checkpoint the command starts from (a fit resumes it; other commands load it)."""
 
     def __init__(self, root: Path, name: str, ckpt_path: str | None = None, logger: bool = True) -> None:
         self.root, self.name, self.ckpt_path, self.logger = Path(root), name, ckpt_path, logger
-        self.checkpoint_dir: Path | None = None
         self.log_dir: Path | None = None
-        self._created: list[Path] = []
+        self._created: Path | None = None  # the folder this command claimed (rank zero)
         self._lock: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -328,19 +322,20 @@ class RunFolders(Callback):
             else:
                 parent = (checkpoints if own else logs) if stage == "fit" else logs / in_run.name if in_run else logs
                 claimed = claim(parent, "version_" if stage == "fit" else f"{stage}_", logs)
-                self._created = [claimed]
+                self._created = claimed
                 folder = str(claimed)
         folder = trainer.strategy.broadcast(folder)
         assert folder is not None
+        saved_to: Path | None = None
         if stage == "fit":
             self.log_dir = logs / Path(folder).name
             for callback in own:
                 callback.dirpath = folder  # type: ignore[attr-defined]
             dirpaths = [getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks]
-            self.checkpoint_dir = Path(next(filter(None, dirpaths), folder))
+            saved_to = Path(next(filter(None, dirpaths), folder))
             if trainer.is_global_zero:
-                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                self._lock = lock(self.checkpoint_dir)
+                saved_to.mkdir(parents=True, exist_ok=True)
+                self._lock = lock(saved_to)
         else:
             self.log_dir = Path(folder)
             for callback in own:  # the folder they saved into, where nothing is written now
@@ -352,7 +347,7 @@ class RunFolders(Callback):
             self.log_dir.mkdir(parents=True, exist_ok=True)
         strategy = trainer.strategy
         devices = getattr(strategy, "parallel_devices", None) or [strategy.root_device]
-        where = f" | checkpoints: {shown_path(self.checkpoint_dir)}" if self.checkpoint_dir else ""
+        where = f" | checkpoints: {shown_path(saved_to)}" if saved_to else ""
         pl_module.print(
             f"lit-linreg {stage}: run '{self.name}' on {type(trainer.accelerator).__name__} "
             f"({', '.join(map(str, devices))}; {type(strategy).__name__}){where} | logs: {shown_path(self.log_dir)}"
@@ -366,14 +361,10 @@ class RunFolders(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """A command that failed before it saved anything leaves no folder behind (its version number stays free)."""
         self.teardown(trainer, pl_module, "")
-        if not trainer.is_global_zero or not self._created:
-            return
-        if any(next(folder.glob("*.ckpt"), None) for folder in self._created):
-            return
-        for folder in [*self._created, self.log_dir]:
-            if folder is not None and folder.is_dir():
+        created, self._created = self._created, None
+        if created is not None and next(created.glob("*.ckpt"), None) is None:
+            for folder in filter(None, (created, self.log_dir)):
                 shutil.rmtree(folder, ignore_errors=True)
-        self._created = []
 
 
 def lock(folder: Path) -> int:

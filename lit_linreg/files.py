@@ -99,8 +99,6 @@ MAX_VALUES = 2_000_000  # values (scalars, lists and mappings) once every alias 
 _JSONARGPARSE_YAML = get_loader("yaml")  # jsonargparse's default loader, read before anyone replaces it
 _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it
 _LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml's own limit (1,000), which [[[... on one line hits first
-_OPENS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
 
 def check_yaml(text: str, where: str, lines: bool = True) -> None:
@@ -133,12 +131,12 @@ def check_yaml(text: str, where: str, lines: bool = True) -> None:
                 count += 1
                 if event.anchor is not None:
                     sizes[event.anchor] = 1
-            elif isinstance(event, _OPENS):
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 open_nodes.append((event.anchor, count))
                 count += 1
                 if len(open_nodes) > MAX_DEPTH:
                     raise _too_deep(at(event.start_mark))
-            elif isinstance(event, _CLOSES):
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 anchor, before = open_nodes.pop()
                 if anchor is not None:
                     sizes[anchor] = count - before
@@ -327,6 +325,5 @@ def _section_problems(
                 shown = repr(inner.value) if isinstance(inner, ScalarNode) else "a list"
                 yield (
                     f"{where} line {inner_key.start_mark.line + 1}: {key}.init_args must hold the class's options "
-                    f"(`name: value` lines indented below it), not {shown}; "
-                    f"give it options or delete the line"
+                    f"(`name: value` lines indented below it), not {shown}; give it options or delete the line"
                 )
