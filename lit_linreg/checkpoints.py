@@ -42,7 +42,7 @@ from lit_linreg.task import LinearRegressionTask
 TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
 LEGACY_DATA_CLASSES = {"lit_linreg.csv_data.CSVRegressionData": "lit_linreg.datasets.csv.CSVRegressionData"}
 DATA_MODULES = ("lit_linreg.data", "lit_linreg.datasets.csv", "lit_linreg.datasets.parquet")  # a file may name these
-TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
+TRUSTED_INSTANTIATORS = ("lightning.pytorch.cli.instantiate_module",)  # a tuple: a file may hold a list
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -105,7 +105,7 @@ def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
     for key, value in state_dict.items():
         if not (isinstance(value, Tensor) and value.is_floating_point()):
             continue
-        std = key.endswith("_std")  # the standardisation divides by it
+        std = str(key).endswith("_std")  # the standardisation divides by it
         bad = ~torch.isfinite(value) | (value <= 0 if std else False)
         if bad.any():
             raise UserError(
@@ -175,7 +175,7 @@ def task_hyperparameters(checkpoint: dict[str, Any], path: str | Path) -> dict[s
             f"{instantiator!r}, which lit-linreg refuses to call"
         )
     if not {"variant", "lr"} <= hparams.keys():
-        weights = ", ".join(list(checkpoint["state_dict"])[:4]) or "none"
+        weights = ", ".join(map(str, list(checkpoint["state_dict"])[:4])) or "none"
         raise UserError(
             f"checkpoint {path} was saved by another LightningModule, not by lit-linreg (it has no variant/lr "
             f"hyperparameters; its weights: {weights}); use a checkpoint written by lit-linreg fit"
