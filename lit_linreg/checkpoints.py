@@ -2,13 +2,11 @@
 
 - Checkpoint files: atomic writes (:class:`AtomicCheckpointIO`, a Lightning CheckpointIO plugin), and weights-only
   loads that accept only trusted lit-linreg checkpoints (:func:`load_checkpoint_file`, :func:`load_task`).
-- Run folders (:class:`RunFolders`, a callback): a fit's checkpoints go to ``checkpoints/<run>/version_N/`` and its
-  logs (TensorBoard events, config.yaml, figures) to ``lightning_logs/<run>/version_N/``, with one N: the first number
-  free in both, claimed on global rank zero with an atomic ``mkdir`` and broadcast to every other process, so fits
-  started together, DDP and ``torchrun`` all agree. A resumed fit continues in the folders of the checkpoint it
-  resumes from if that checkpoint is the folder's newest state; from an older one (``best``) it starts the next
-  version. ``validate``, ``test`` and ``predict`` never take a version: they write into ``<command>_K/`` inside the log
-  folder of the fit whose checkpoint they load.
+- Run folders (:class:`RunFolders`, a callback): a fit writes checkpoints to ``checkpoints/<run>/version_N/`` and
+  logs to ``lightning_logs/<run>/version_N/``, N the first number free in both, claimed on rank zero with an atomic
+  ``mkdir`` and broadcast, so concurrent fits, DDP and ``torchrun`` agree. Resuming from a folder's ``last.ckpt``
+  continues there; from an older one (``best``) starts the next version. ``validate``, ``test`` and ``predict`` write
+  into ``<command>_K/`` inside the log folder of the fit whose checkpoint they load.
 """
 
 from __future__ import annotations
@@ -44,15 +42,12 @@ from lit_linreg.task import LinearRegressionTask
 TASK_CLASS_PATH = "lit_linreg.task.LinearRegressionTask"
 LEGACY_DATA_CLASSES = {"lit_linreg.csv_data.CSVRegressionData": "lit_linreg.datasets.csv.CSVRegressionData"}
 DATA_MODULES = ("lit_linreg.data", "lit_linreg.datasets.csv", "lit_linreg.datasets.parquet")  # a file may name these
-TRUSTED_INSTANTIATORS = {"lightning.pytorch.cli.instantiate_module"}
+TRUSTED_INSTANTIATORS = ("lightning.pytorch.cli.instantiate_module",)  # a tuple: a file may hold a list
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves through a temporary file + fsync + rename (a kill mid-write leaves the old file) and always loads with
-    ``weights_only=True``, turning unreadable files into a one-line :class:`UserError`.
-
-    A process killed mid-write leaves its temporary ``.<name>.*.tmp`` file (never read: it is no ``*.ckpt``); the
-    next save of the same checkpoint removes it.
+    """Saves atomically (:func:`atomic_write`) and loads through :func:`load_checkpoint_file`. A temporary
+    ``.<name>.*.tmp`` left by a process killed mid-write (never read: no ``*.ckpt``) goes at the next save of ``name``.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
@@ -88,13 +83,16 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
                 f"checkpoint {path} is not a trusted lit-linreg checkpoint: it holds Python objects that would run "
                 f"code when loaded, so it was refused and nothing in it was run"
             ) from err
-        others = sorted(p.name for p in Path(path).parent.glob("*.ckpt") if p.name != Path(path).name)
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name)
         hint = f"use another checkpoint, e.g. {others[0]} beside it" if others else "use another checkpoint or retrain"
         raise UserError(
             f"checkpoint {path} is damaged or not a PyTorch checkpoint (truncated, corrupted or another format); {hint}"
         ) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
+    for key in ("hyper_parameters", "datamodule_hyper_parameters", "callbacks"):
+        if not isinstance(checkpoint.get(key) or {}, dict):
+            raise UserError(f"checkpoint {path} is damaged: its {key} is no mapping; use another checkpoint or retrain")
     task_hyperparameters(checkpoint, path)
     data_config(checkpoint, path)
     check_finite_weights(checkpoint["state_dict"], path)
@@ -107,7 +105,7 @@ def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
     for key, value in state_dict.items():
         if not (isinstance(value, Tensor) and value.is_floating_point()):
             continue
-        std = key.endswith("_std")  # the standardisation divides by it
+        std = str(key).endswith("_std")  # the standardisation divides by it
         bad = ~torch.isfinite(value) | (value <= 0 if std else False)
         if bad.any():
             raise UserError(
@@ -131,7 +129,7 @@ def load_task(
     return LinearRegressionTask.load_from_checkpoint(path, map_location, weights_only=True, **kwargs)
 
 
-def _directory_message(path: Path, shown: int = 4) -> str:
+def _directory_message(path: Path) -> str:
     """``--ckpt_path`` names a folder: the checkpoint files in it (and its version_N folders), newest first."""
     found = sorted(path.rglob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
     aliases = "or --ckpt_path last (or best) for the newest fit of the --config's run"
@@ -139,9 +137,7 @@ def _directory_message(path: Path, shown: int = 4) -> str:
         return (
             f"checkpoint {path} is a directory, and it holds no checkpoint (*.ckpt) files; give a .ckpt file {aliases}"
         )
-    listing = ", ".join(str(p) for p in found[:shown]) + (
-        f" and {len(found) - shown} more" if len(found) > shown else ""
-    )
+    listing = ", ".join(map(str, found[:4])) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
     return f"checkpoint {path} is a directory, not a checkpoint file; give one of its files, e.g. {listing} ({aliases})"
 
 
@@ -150,10 +146,8 @@ _CALLABLE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ"
 
 
 def _names_python_callables(path: Path, error: Exception) -> bool:
-    """Whether a weights-only load refused ``path`` because its pickle imports or calls Python objects.
-
-    torch names the refused global for its own zip format; a bare pickle is read opcode by opcode (never run).
-    """
+    """Whether a weights-only load refused ``path`` because its pickle imports or calls Python objects: torch names
+    the refused global for its own zip format; a bare pickle is read opcode by opcode (never run)."""
     if "GLOBAL" in str(error):
         return True
     if zipfile.is_zipfile(path):
@@ -181,7 +175,7 @@ def task_hyperparameters(checkpoint: dict[str, Any], path: str | Path) -> dict[s
             f"{instantiator!r}, which lit-linreg refuses to call"
         )
     if not {"variant", "lr"} <= hparams.keys():
-        weights = ", ".join(list(checkpoint["state_dict"])[:4]) or "none"
+        weights = ", ".join(map(str, list(checkpoint["state_dict"])[:4])) or "none"
         raise UserError(
             f"checkpoint {path} was saved by another LightningModule, not by lit-linreg (it has no variant/lr "
             f"hyperparameters; its weights: {weights}); use a checkpoint written by lit-linreg fit"
@@ -210,36 +204,33 @@ def data_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any] 
     hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     legacy_class_path = hparams.pop("_class_path", None)  # lit-linreg 0.1 checkpoints: written by LightningCLI
     hparams.pop("_instantiator", None)
-    named = [checkpoint_info(checkpoint, path).get("data_class"), legacy_class_path]
-    for class_path in filter(None, named):  # every class a file names must be one of lit-linreg's data modules
-        module_name, _, class_name = LEGACY_DATA_CLASSES.get(class_path, class_path).rpartition(".")
+    named = [c for c in (checkpoint_info(checkpoint, path).get("data_class"), legacy_class_path) if c]
+    class_paths = [LEGACY_DATA_CLASSES.get(c, c) if isinstance(c, str) else c for c in named]
+    for class_path in class_paths:  # every class a file names must be one of lit-linreg's data modules
+        module_name, _, class_name = str(class_path).rpartition(".")
         if module_name in DATA_MODULES:  # imported only when named: the Parquet data needs pyarrow
             importlib.import_module(module_name)
         cls = getattr(sys.modules.get(module_name), class_name, None)
-        if not (isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
+        if not (isinstance(class_path, str) and isinstance(cls, type) and issubclass(cls, RegressionDataModule)):
             raise UserError(
                 f"checkpoint {path} is not a trusted lit-linreg checkpoint: its data class {class_path!r} is not a "
                 f"lit-linreg data module"
             )
-    class_path = next(filter(None, named), None)
-    if class_path is None:
-        return None
-    class_path = LEGACY_DATA_CLASSES.get(class_path, class_path)
-    return {"class_path": class_path, "init_args": hparams}
+    return {"class_path": class_paths[0], "init_args": hparams} if class_paths else None
 
 
 # Run folders: one version for a fit's logs and checkpoints, claimed once.
-VERSION = re.compile(r"^version_(\d+)$")
 CHECKPOINT_ALIASES = ("last", "best")  # --ckpt_path values that name a run's checkpoint rather than a file
 
 
 def run_name(explicit: str | None = None, configs: Sequence[str | Path] = (), ckpt_path: str | None = None) -> str:
     """The run's name: ``--run_name``, else the last ``--config`` file's stem, else the run of the ``--ckpt_path``
     file (``checkpoints/<run>/version_N/last.ckpt``), else ``default``."""
+    configs = [c for c in configs if c]  # a config given as a string is no file: it names nothing
     if explicit:
         name = explicit
-    elif [c for c in configs if c]:  # a config given as a string is no file: it names nothing
-        name = Path(str([c for c in configs if c][-1])).stem
+    elif configs:
+        name = Path(str(configs[-1])).stem
     elif ckpt_path and ckpt_path not in CHECKPOINT_ALIASES:
         folder = Path(ckpt_path).resolve().parent
         name = folder.parent.name if version_of(folder) is not None else folder.name
@@ -254,28 +245,22 @@ def run_name(explicit: str | None = None, configs: Sequence[str | Path] = (), ck
 
 def version_of(folder: Path) -> int | None:
     """N for a ``version_N`` folder, else None."""
-    match = VERSION.match(folder.name)
+    match = re.fullmatch(r"version_(\d+)", folder.name)
     return int(match.group(1)) if match else None
 
 
-def versions(*roots: Path) -> list[int]:
-    """The version numbers N of the ``version_N`` folders under ``roots``, in increasing order."""
-    found = {int(m.group(1)) for root in roots if root.is_dir() for p in root.iterdir() if (m := VERSION.match(p.name))}
-    return sorted(found)
+def numbers(prefix: str, *roots: Path) -> list[int]:
+    """The numbers N of the ``<prefix>N`` entries of the folders ``roots``, in increasing order."""
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)")
+    return sorted(
+        {int(m.group(1)) for root in roots if root.is_dir() for p in root.iterdir() if (m := pattern.fullmatch(p.name))}
+    )
 
 
 def claim(parent: Path, prefix: str, *others: Path) -> Path:
     """Create ``parent/<prefix>N`` for the first N above every ``<prefix>N`` in ``parent`` and ``others``,
     atomically."""
-    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
-    taken = [
-        int(m.group(1))
-        for root in (parent, *others)
-        if root.is_dir()
-        for p in root.iterdir()
-        if (m := pattern.match(p.name))
-    ]
-    number = max(taken, default=-1) + 1
+    number = max(numbers(prefix, parent, *others), default=-1) + 1
     while True:
         folder = parent / f"{prefix}{number}"
         try:
@@ -288,8 +273,7 @@ def claim(parent: Path, prefix: str, *others: Path) -> Path:
 
 
 def checkpoint_dir(root: Path, name: str, dirpath: str | None = None) -> Path:
-    """Where ``--ckpt_path last|best`` looks: the config's ``checkpoint.dirpath`` when it sets one, else
-    ``<root>/checkpoints/<name>/``, with a ``version_N`` folder per fit."""
+    """Where ``--ckpt_path last|best`` looks: the config's ``checkpoint.dirpath``, else ``root/checkpoints/name``."""
     return Path(dirpath) if dirpath else root / "checkpoints" / name
 
 
@@ -297,7 +281,7 @@ def find_checkpoint(run_dir: Path, alias: str) -> Path | None:
     """The file ``--ckpt_path last`` or ``best`` names: in the newest ``version_N`` of ``run_dir`` with a
     ``last.ckpt`` (or in ``run_dir`` itself, for a ``checkpoint.dirpath`` of its own); ``best`` is the best
     checkpoint that this ``last.ckpt`` records. None: the run has no checkpoint."""
-    folders = [run_dir / f"version_{n}" for n in reversed(versions(run_dir))] + [run_dir]
+    folders = [run_dir / f"version_{n}" for n in reversed(numbers("version_", run_dir))] + [run_dir]
     last = next((f / "last.ckpt" for f in folders if (f / "last.ckpt").is_file()), None)
     if alias == "last" or last is None:
         return last
@@ -313,20 +297,14 @@ def find_checkpoint(run_dir: Path, alias: str) -> Path | None:
 
 
 class RunFolders(Callback):
-    """Gives a run its folders (see the module's docstring) and, when ``logger`` is true, its TensorBoard logger.
-
-    Args:
-        root: the folder that holds ``checkpoints/`` and ``lightning_logs/``
-        name: the run's name
-        ckpt_path: the checkpoint the command starts from (a fit resumes it; other commands load it)
-        logger: give the trainer a TensorBoardLogger writing into the run's log folder
-    """
+    """Gives the run ``name`` its folders in ``root``'s ``checkpoints/`` and ``lightning_logs/`` (see the module's
+    docstring) and, when ``logger`` is true, a TensorBoardLogger writing into its log folder. ``ckpt_path``: the
+    checkpoint the command starts from (a fit resumes it; other commands load it)."""
 
     def __init__(self, root: Path, name: str, ckpt_path: str | None = None, logger: bool = True) -> None:
         self.root, self.name, self.ckpt_path, self.logger = Path(root), name, ckpt_path, logger
-        self.checkpoint_dir: Path | None = None
         self.log_dir: Path | None = None
-        self._created: list[Path] = []
+        self._created: Path | None = None  # the folder this command claimed (rank zero)
         self._lock: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -344,19 +322,20 @@ class RunFolders(Callback):
             else:
                 parent = (checkpoints if own else logs) if stage == "fit" else logs / in_run.name if in_run else logs
                 claimed = claim(parent, "version_" if stage == "fit" else f"{stage}_", logs)
-                self._created = [claimed]
+                self._created = claimed
                 folder = str(claimed)
         folder = trainer.strategy.broadcast(folder)
         assert folder is not None
+        saved_to: Path | None = None
         if stage == "fit":
             self.log_dir = logs / Path(folder).name
             for callback in own:
                 callback.dirpath = folder  # type: ignore[attr-defined]
             dirpaths = [getattr(c, "dirpath", None) for c in trainer.checkpoint_callbacks]
-            self.checkpoint_dir = Path(next(filter(None, dirpaths), folder))
+            saved_to = Path(next(filter(None, dirpaths), folder))
             if trainer.is_global_zero:
-                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                self._lock = lock(self.checkpoint_dir)
+                saved_to.mkdir(parents=True, exist_ok=True)
+                self._lock = lock(saved_to)
         else:
             self.log_dir = Path(folder)
             for callback in own:  # the folder they saved into, where nothing is written now
@@ -368,7 +347,7 @@ class RunFolders(Callback):
             self.log_dir.mkdir(parents=True, exist_ok=True)
         strategy = trainer.strategy
         devices = getattr(strategy, "parallel_devices", None) or [strategy.root_device]
-        where = f" | checkpoints: {shown_path(self.checkpoint_dir)}" if self.checkpoint_dir else ""
+        where = f" | checkpoints: {shown_path(saved_to)}" if saved_to else ""
         pl_module.print(
             f"lit-linreg {stage}: run '{self.name}' on {type(trainer.accelerator).__name__} "
             f"({', '.join(map(str, devices))}; {type(strategy).__name__}){where} | logs: {shown_path(self.log_dir)}"
@@ -382,14 +361,10 @@ class RunFolders(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """A command that failed before it saved anything leaves no folder behind (its version number stays free)."""
         self.teardown(trainer, pl_module, "")
-        if not trainer.is_global_zero or not self._created:
-            return
-        if any(next(folder.glob("*.ckpt"), None) for folder in self._created):
-            return
-        for folder in [*self._created, self.log_dir]:
-            if folder is not None and folder.is_dir():
+        created, self._created = self._created, None
+        if created is not None and next(created.glob("*.ckpt"), None) is None:
+            for folder in filter(None, (created, self.log_dir)):
                 shutil.rmtree(folder, ignore_errors=True)
-        self._created = []
 
 
 def lock(folder: Path) -> int:

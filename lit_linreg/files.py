@@ -1,14 +1,13 @@
 """Files: one atomic writer, and config files read with limits.
 
-- :func:`atomic_write`: a temporary file, fsync, rename, so an interrupted write leaves the previous file or the new
-  one, never a torn one. Every file lit-linreg writes goes through it.
-- :func:`check_yaml` / :func:`load_yaml`: YAML with its size, nesting depth and alias expansion bounded (a 1 KB
-  "billion laughs" file, or a list that contains itself, would hang whatever walks it). The text's events are counted
-  (libyaml's parser: no nodes built, no alias expanded) before anything loads it; ``load_yaml`` is jsonargparse's own
-  loader behind that check, installed per command by ``lit_linreg.launch``. Importing this module changes nothing.
-- :func:`check_config_files`: the mistakes in a ``--config`` file that YAML or jsonargparse accept silently or report
-  poorly, each one line naming the file and line: not UTF-8, not YAML (a tab), empty, not a mapping, a key set twice,
-  a section left null or given a value, a number too large for a float. The file is composed, never constructed.
+- :func:`atomic_write`: every file lit-linreg writes; an interrupted write leaves the previous file or the new one.
+- :func:`check_yaml` / :func:`load_yaml`: YAML with size, nesting depth and alias expansion bounded (a 1 KB "billion
+  laughs" file, or a list that contains itself, would hang whatever walks it), checked on the parser's events before
+  anything loads it. ``load_yaml``, jsonargparse's loader behind that check, is installed per command by
+  ``lit_linreg.launch``: importing this module changes nothing.
+- :func:`check_config_files`: the ``--config`` mistakes that YAML or jsonargparse accept silently or report poorly
+  (not UTF-8, a tab, empty, no mapping, a key set twice, a null or scalar section, a float overflow), each one line
+  naming the file and line. The file is composed, never constructed.
 """
 
 from __future__ import annotations
@@ -61,11 +60,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence[Tensor]) -> Path:
     """Write equal-length 1-D columns as a CSV file with ``header``, atomically."""
     table = np.column_stack([c.detach().cpu().double().numpy() for c in columns])
-
-    def write(file: BinaryIO) -> None:
-        np.savetxt(file, table, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
-
-    return atomic_write(path, write)
+    return atomic_write(
+        path, lambda file: np.savetxt(file, table, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
+    )
 
 
 def shown_path(path: str | os.PathLike | None) -> str:
@@ -102,8 +99,6 @@ MAX_VALUES = 2_000_000  # values (scalars, lists and mappings) once every alias 
 _JSONARGPARSE_YAML = get_loader("yaml")  # jsonargparse's default loader, read before anyone replaces it
 _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it
 _LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml's own limit (1,000), which [[[... on one line hits first
-_OPENS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
 
 def check_yaml(text: str, where: str, lines: bool = True) -> None:
@@ -136,12 +131,12 @@ def check_yaml(text: str, where: str, lines: bool = True) -> None:
                 count += 1
                 if event.anchor is not None:
                     sizes[event.anchor] = 1
-            elif isinstance(event, _OPENS):
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 open_nodes.append((event.anchor, count))
                 count += 1
                 if len(open_nodes) > MAX_DEPTH:
                     raise _too_deep(at(event.start_mark))
-            elif isinstance(event, _CLOSES):
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 anchor, before = open_nodes.pop()
                 if anchor is not None:
                     sizes[anchor] = count - before
@@ -227,12 +222,13 @@ def config_file_error(
     encoding = not_utf8(data)
     if encoding:
         return f"{where} {encoding}; save it as UTF-8"
+    text = data.decode("utf-8-sig")
     try:
-        check_yaml(data.decode("utf-8-sig"), where)  # bounded size, depth and aliases before anything walks it
+        check_yaml(text, where)  # bounded size, depth and aliases before anything walks it
     except UserError as err:
         return str(err)
     try:
-        root = yaml.compose(data.decode("utf-8-sig"), Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         return _yaml_problem(where, err)
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
@@ -329,18 +325,5 @@ def _section_problems(
                 shown = repr(inner.value) if isinstance(inner, ScalarNode) else "a list"
                 yield (
                     f"{where} line {inner_key.start_mark.line + 1}: {key}.init_args must hold the class's options "
-                    f"(`name: value` lines indented below it), not {shown}; "
-                    f"give it options or delete the line"
+                    f"(`name: value` lines indented below it), not {shown}; give it options or delete the line"
                 )
-
-
-def _find(node: Node | None, keys: list[str]) -> Node | None:
-    """The value node at ``keys`` below ``node``, looking inside ``init_args`` where a key is not found directly."""
-    for key in keys:
-        entries = {_key(k): v for k, v in _entries(node)}
-        if key not in entries and isinstance(entries.get("init_args"), MappingNode):
-            entries = {_key(k): v for k, v in _entries(entries["init_args"])}
-        if key not in entries:
-            return None
-        node = entries[key]
-    return node
