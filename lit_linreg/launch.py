@@ -15,6 +15,7 @@ import textwrap
 import warnings
 from argparse import ArgumentError
 from collections.abc import Sequence
+from functools import partial
 from types import FrameType
 from typing import NoReturn
 
@@ -106,18 +107,15 @@ def run(argv: list[str]) -> None:
             top_level(argv)
             if argv[0] in COMMANDS:
                 module, _, function = COMMANDS[argv[0]][0].partition(":")
-                command = getattr(importlib.import_module(module), function)
-                for logger in loggers if not verbose else []:  # after the import: Lightning sets its level on its own
-                    logger.setLevel(logging.WARNING)
-                command(argv[1:])
-                return
-            from lit_linreg.cli import HelpFormatter, LitLinregCLI
+                run_command = partial(getattr(importlib.import_module(module), function), argv[1:])
+            else:
+                from lit_linreg.cli import HelpFormatter, LitLinregCLI
 
+                parser_kwargs = {"prog": "lit-linreg", "description": description(), "formatter_class": HelpFormatter}
+                run_command = partial(LitLinregCLI, argv, parser_kwargs={**parser_kwargs, "exit_on_error": False})
             for logger in loggers if not verbose else []:  # after the import: importing Lightning sets its level
                 logger.setLevel(logging.WARNING)
-
-            parser_kwargs = {"prog": "lit-linreg", "description": description(), "exit_on_error": False}
-            LitLinregCLI(args=argv, parser_kwargs={**parser_kwargs, "formatter_class": HelpFormatter})
+            run_command()
         except BaseException as err:
             command = f"{argv[0]} " if argv and not argv[0].startswith("-") else ""
             error = None if verbose or isinstance(err, SystemExit) else as_user_error(err, command)
