@@ -43,26 +43,17 @@ from lit_linreg.task import LINKED_FROM_DATA, LinearRegressionTask
 
 # The options that are groups of options, each set in a config file by a mapping (True: or by a class path).
 CONFIG_SECTIONS = {
-    "trainer": False,
-    "model": False,
+    **dict.fromkeys(["trainer", "model", "checkpoint", "last", "table", "figures", "divergence", "report"], False),
     "data": True,
-    "checkpoint": False,
-    "last": False,
-    "table": False,
-    "figures": False,
-    "divergence": False,
-    "report": False,
 }
 
 
 class LitLinregCLI(LightningCLI):
     """LightningCLI with lit-linreg's callbacks and run folders (see :mod:`lit_linreg.checkpoints`).
 
-    Checkpoints are Lightning's ``ModelCheckpoint``, twice: the best epoch by ``val_loss`` (the ``checkpoint``
-    section) and ``last.ckpt``, the newest state, every ``every_n_epochs`` and at the epoch a fit stops at (the
-    ``last`` section, a :class:`~lit_linreg.callbacks.LastCheckpoint`). A ``--ckpt_path`` file (or
-    ``last`` / ``best`` of the run) acts like a config given before all others: its model and data settings, which
-    any option still overrides.
+    Two ``ModelCheckpoint``s: the best epoch by ``val_loss`` (section ``checkpoint``) and ``last.ckpt``, the newest
+    state (section ``last``). A ``--ckpt_path`` file (or ``last`` / ``best`` of the run) acts like a config given
+    before all others: its model and data settings, which any option still overrides.
     """
 
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
@@ -106,28 +97,24 @@ class LitLinregCLI(LightningCLI):
             "version_N/ (default: the last --config file's name, else the run of the --ckpt_path file, else 'default')",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val_loss",
-                "checkpoint.filename": "best-{epoch}-{val_loss:.6f}",
-                "checkpoint.every_n_epochs": 1,
-            }
-        )
         parser.add_lightning_class_args(LastCheckpoint, "last")
-        parser.set_defaults(
-            {
-                "last.filename": "last",
-                "last.monitor": None,
-                "last.every_n_epochs": 1,
-                "last.enable_version_counter": False,
-            }
-        )
         parser.link_arguments("checkpoint.dirpath", "last.dirpath")  # one folder for a run's checkpoints
         parser.add_lightning_class_args(EpochTable, "table")
         parser.add_lightning_class_args(FigureWriter, "figures")
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(RunReport, "report")
-        parser.set_defaults({"data": {"class_path": f"{SyntheticRegressionData.__module__}.SyntheticRegressionData"}})
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_loss",
+                "checkpoint.filename": "best-{epoch}-{val_loss:.6f}",
+                "checkpoint.every_n_epochs": 1,
+                "last.filename": "last",
+                "last.monitor": None,
+                "last.every_n_epochs": 1,
+                "last.enable_version_counter": False,
+                "data": {"class_path": f"{SyntheticRegressionData.__module__}.SyntheticRegressionData"},
+            }
+        )
         for target, compute in LINKED_FROM_DATA.items():
             parser.link_arguments("data", f"model.{target}", compute_fn=compute, apply_on="instantiate")
 
@@ -170,11 +157,7 @@ class LitLinregCLI(LightningCLI):
                 + (shown_path(found) if found else "no checkpoint yet: this fit starts from scratch")
             )
             path = None if found is None else str(found)
-            if path:
-                argv = self._with_checkpoint(argv, path)
-                self.config = parser.parse_args(argv)
-                cfg = self._subcommand_config()
-        elif path and path != given:  # named in a config file
+        if path and path != given:  # the file of last/best, or one named in a config file
             argv = self._with_checkpoint(argv, path)
             self.config = parser.parse_args(argv)
             cfg = self._subcommand_config()
@@ -197,7 +180,7 @@ class LitLinregCLI(LightningCLI):
         at = next((i + 1 for i, a in enumerate(argv) if a in self.subcommands()), None)
         return argv if at is None else [*argv[:at], *injected, *argv[at:]]
 
-    def _check_config(self, printing: bool = False) -> None:
+    def _check_config(self, printing: bool) -> None:
         """What Lightning accepts but would make a useless run: an untrained model to evaluate, no epochs to train,
         or unsafe checkpoint loading."""
         cfg, subcommand = self._subcommand_config(), self.config.get("subcommand")

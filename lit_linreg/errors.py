@@ -1,9 +1,6 @@
-"""What the user reads: the one error type for problems a user can fix, ``require``, and the run's lines and numbers.
-
-``lit-linreg`` prints a :class:`UserError` as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``,
-and exits with its ``exit_code``; any other exception is a bug and keeps its traceback. Numbers are formatted the
-tutorial's way, and lines never tear a progress bar. This module imports nothing from lit-linreg (nor torch), so every
-layer can use it.
+"""What the user reads: :class:`UserError` (``lit-linreg`` prints it as one line, ``lit-linreg: error: <what is wrong,
+where>; <how to fix it>``; any other exception is a bug and keeps its traceback), and the run's lines and numbers.
+Imports nothing from lit-linreg, nor torch, so every layer can use it.
 """
 
 from __future__ import annotations
@@ -67,9 +64,8 @@ SIGNIFICANT_DIGITS = 6  # a fixed-point number shows at most this many (or ``dec
 
 def fixed_width(value: float, width: int, decimals: int, small: float = 0.0) -> str:
     """``value`` right-aligned in ``width`` characters: up to ``decimals`` decimals, fewer when the integer part needs
-    the room or when they would pass 6 significant digits (``0.312881``, ``70.6123``, ``2645.30``; ``2645.3`` in 6
-    characters). Scientific notation only from 1e6 in magnitude, below ``small`` (0 but for weights: a loss of 1e-9
-    reads ``0.000000``), or where nothing else fits, so a table stays aligned whatever it holds (a diverging 1e30)."""
+    the room or past 6 significant digits (``0.312881``, ``70.6123``, ``2645.30``). Scientific notation only from 1e6,
+    below ``small`` (a loss of 1e-9 reads ``0.000000``) or where nothing else fits, so a table stays aligned."""
     value += 0.0  # -0.0 reads 0.0
     if not (abs(value) >= 1e6 or 0 < abs(value) < small):
         integer_digits = len(str(int(abs(value)))) if abs(value) >= 1 else 0  # nan: 0; inf took the other branch
@@ -94,9 +90,3 @@ def format_weight(weight: Tensor) -> str:
     """A weight or bias (:func:`format_value`), or a list of them for several features."""
     values = [format_value(w) for w in weight.reshape(-1).tolist()]
     return values[0] if len(values) == 1 else "[" + ", ".join(v.strip() for v in values) + "]"
-
-
-def shortest_text(values: Tensor) -> list[str]:
-    """Each value of a 1-D tensor as the shortest text that reads back as the same number in its dtype: float32's
-    24.3 is ``24.3`` (``%.9g`` writes ``24.2999992``), so a file's values are written as the file wrote them."""
-    return [str(value) for value in values.detach().cpu().numpy()]  # numpy's str of a scalar is its shortest form

@@ -1,9 +1,5 @@
-"""Start-up: the ``lit-linreg`` command's entry point, light enough to answer at once.
-
-``lit-linreg --help`` and a missing or unknown command are answered here, without torch or Lightning (seconds to
-import); every other command goes to :func:`run`. Until then, Ctrl-C or SIGTERM ends the start-up in
-one line (exit status 130 or 143). The command table and the top-level help live here, and :mod:`lit_linreg.cli` uses
-them too.
+"""The ``lit-linreg`` entry point and command table: ``--help`` and a missing or unknown command are answered without
+torch or Lightning (seconds to import); Ctrl-C or SIGTERM during start-up ends in one line (exit status 130 or 143).
 """
 
 from __future__ import annotations
@@ -18,11 +14,12 @@ import sys
 import textwrap
 import warnings
 from argparse import ArgumentError
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from functools import partial
 from types import FrameType
 from typing import NoReturn
 
-from lit_linreg.errors import UserError, one_line
+from lit_linreg.errors import UserError, one_line, require
 
 # LightningCLI's commands (``LitLinregCLI.subcommands()``): name -> help.
 TRAINER_COMMANDS = {
@@ -53,12 +50,9 @@ class Stopped(BaseException):
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Entry point of ``lit-linreg`` and ``python -m lit_linreg``: :func:`top_level`, else :func:`run`, with Ctrl-C
-    and SIGTERM ending the start-up in one line. ``main(["fit", "--config", "configs/base.yaml"])`` runs in-process.
-
-    The previous signal handlers are back before :func:`run` runs: it turns Ctrl-C into one line itself, and a fit's
-    ``GracefulInterrupt`` handles both signals while it trains.
-    """
+    """Entry point of ``lit-linreg`` and ``python -m lit_linreg``: :func:`top_level`, else :func:`run` (in-process:
+    ``main(["fit", "--config", "configs/base.yaml"])``). The previous signal handlers are back before :func:`run`,
+    which turns Ctrl-C into one line itself (and a fit's ``GracefulInterrupt`` handles both signals)."""
     argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
     previous = {number: signal.getsignal(number) for number in SIGNALS}
     for number, handler in previous.items():
@@ -83,13 +77,11 @@ def main(args: Sequence[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> None:
-    """Run the command of ``argv``: one of :data:`COMMANDS`, or fit, validate, test or predict through
-    ``lit_linreg.cli.LitLinregCLI``.
+    """Run one of :data:`COMMANDS`, or fit, validate, test or predict through ``lit_linreg.cli.LitLinregCLI``.
 
-    A problem the user can fix ends as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>``, and
-    exit status 2 (130 after Ctrl-C, 143 after SIGTERM). ``--verbose`` anywhere on the command line, or
-    ``LIT_LINREG_VERBOSE=1``, shows the full traceback instead. Lightning's info lines (the hardware, the seed, a tip)
-    and a deprecation inside Lightning 2.6 on torch 2.13 that no user can act on are kept off this command's output.
+    A user error ends as one line, ``lit-linreg: error: <what is wrong, where>; <how to fix it>`` (exit status 2, 130
+    after Ctrl-C, 143 after SIGTERM); ``--verbose`` or ``LIT_LINREG_VERBOSE=1`` shows the traceback instead.
+    Lightning's info lines and warnings no user can act on are kept off the output.
     """
     verbose = traceback_wanted(argv)
     argv = [a for a in argv if a != "--verbose"]
@@ -115,18 +107,15 @@ def run(argv: list[str]) -> None:
             top_level(argv)
             if argv[0] in COMMANDS:
                 module, _, function = COMMANDS[argv[0]][0].partition(":")
-                command = getattr(importlib.import_module(module), function)
-                for logger in loggers if not verbose else []:  # after the import: Lightning sets its level on its own
-                    logger.setLevel(logging.WARNING)
-                command(argv[1:])
-                return
-            from lit_linreg.cli import HelpFormatter, LitLinregCLI
+                run_command = partial(getattr(importlib.import_module(module), function), argv[1:])
+            else:
+                from lit_linreg.cli import HelpFormatter, LitLinregCLI
 
+                parser_kwargs = {"prog": "lit-linreg", "description": description(), "formatter_class": HelpFormatter}
+                run_command = partial(LitLinregCLI, argv, parser_kwargs={**parser_kwargs, "exit_on_error": False})
             for logger in loggers if not verbose else []:  # after the import: importing Lightning sets its level
                 logger.setLevel(logging.WARNING)
-
-            parser_kwargs = {"prog": "lit-linreg", "description": description(), "exit_on_error": False}
-            LitLinregCLI(args=argv, parser_kwargs={**parser_kwargs, "formatter_class": HelpFormatter})
+            run_command()
         except BaseException as err:
             command = f"{argv[0]} " if argv and not argv[0].startswith("-") else ""
             error = None if verbose or isinstance(err, SystemExit) else as_user_error(err, command)
@@ -159,8 +148,8 @@ def as_user_error(error: BaseException, command: str = "") -> UserError | None:
 
             if cause.errno in STORAGE_FIXES:
                 return storage_error(cause)
-        if isinstance(cause, OSError) and cause.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
-            return UserError(f"{cause.filename or 'a path'}: {cause.strerror}; give a shorter or existing path")
+            if cause.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
+                return UserError(f"{cause.filename or 'a path'}: {cause.strerror}; give a shorter or existing path")
         cause = cause.__cause__ or cause.__context__
     if type(error).__name__ == "MisconfigurationException":  # Lightning's own check of a setting
         return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `lit-linreg {command}--help`)")
@@ -209,20 +198,14 @@ def description(all_commands: bool = False) -> str:
     )
     lists = {"Commands (each with --help):": TRAINER_COMMANDS} if all_commands else {}
     lists["More commands (each with --help):"] = {name: help for name, (_, help) in COMMANDS.items()}
-    return "\n".join([textwrap.fill(intro, _width()), *(_command_list(*item) for item in lists.items())])
-
-
-def _command_list(title: str, commands: Mapping[str, str]) -> str:
-    """``title``, then one ``lit-linreg <name>  <help>`` entry per command, wrapped to the terminal."""
-    lines = [title]
-    for name, help in commands.items():
-        command = f"  lit-linreg {name:<10} "
-        lines.append(textwrap.fill(command + help, _width(), subsequent_indent=" " * len(command)))
+    width = shutil.get_terminal_size().columns - 2
+    lines = [textwrap.fill(intro, width)]
+    for title, commands in lists.items():  # one "lit-linreg <name>  <help>" entry a command, wrapped to the terminal
+        lines.append(title)
+        for name, help in commands.items():
+            command = f"  lit-linreg {name:<10} "
+            lines.append(textwrap.fill(command + help, width, subsequent_indent=" " * len(command)))
     return "\n".join(lines)
-
-
-def _width() -> int:
-    return shutil.get_terminal_size().columns - 2
 
 
 def make_data(argv: list[str]) -> None:
@@ -235,8 +218,6 @@ def make_data(argv: list[str]) -> None:
             data_format = value if equals else next(args, "")
         else:
             options.append(arg)
-    from lit_linreg.errors import require
-
     require(data_format in ("csv", "parquet"), f"make-data --format must be csv or parquet, got {data_format!r}")
     if data_format == "parquet":
         from lit_linreg.datasets.parquet import main as write

@@ -12,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_linreg.datasets.csv import CSVRegressionData
-from lit_linreg.errors import fixed_width, format_value, format_weight, shortest_text
+from lit_linreg.errors import fixed_width, format_value, format_weight
 from lit_linreg.report import format_console, format_markdown, report_table
 from lit_linreg.task import LinearRegressionTask
 
@@ -137,13 +137,6 @@ def test_losses_keep_six_decimals_and_their_column() -> None:
         "3.1000e+07",
     ]
     assert format_weight(torch.tensor([70.6123, -0.00003, 2645.3])) == "[70.612, -3e-05, 2645.3]"
-
-
-def test_shortest_text_writes_a_files_values_as_it_wrote_them() -> None:
-    values = torch.tensor([24.3, 0.1, -2.5, 1e20, 3.4028235e38])  # float32, as the model holds a file's values
-    assert shortest_text(values) == ["24.3", "0.1", "-2.5", "1e+20", "3.4028235e+38"]  # not 24.2999992
-    assert torch.equal(torch.tensor([float(text) for text in shortest_text(values)]), values)
-    assert shortest_text(torch.tensor([24.3, 1 / 3], dtype=torch.float64)) == ["24.3", "0.3333333333333333"]
 
 
 def _report(features: list[str]) -> dict:
