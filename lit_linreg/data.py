@@ -1,9 +1,5 @@
-"""Data: rows held as tensors on the training device and served as slices, plus the tutorial's synthetic line.
-
-``SyntheticRegressionData`` makes y = weight·x + bias (+ noise) exactly as the tutorial does; ``RegressionDataModule``
-holds what every data source shares: the train/val/test split, device placement, sharding, the loaders, and the
-statistics that the report, the figures and export read (``moments``, ``exact_ols``, ``exact_mse``, ``sample``).
-"""
+"""Data: ``RegressionDataModule`` (what every source shares: splits, device, sharding, loaders, statistics) and
+``SyntheticRegressionData``, the tutorial's y = weight·x + bias (+ noise)."""
 
 from __future__ import annotations
 
@@ -263,10 +259,6 @@ class RegressionDataModule(L.LightningDataModule):
             self._exact = self._split(*rows)
         return self._exact[split]
 
-    def exact_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """Every split in float64 on the CPU, as the statistics read them (call after ``setup``)."""
-        return {name: (x.cpu().double(), y.cpu().double()) for name in self.splits for x, y in [self._rows64(name)]}
-
     def moments(self, split: str = "train") -> Moments:
         """The :class:`Moments` of ``split``'s ``[x, y]`` in float64, a chunk of rows at a time (kept until the
         split's tensors change)."""
@@ -341,15 +333,14 @@ class RegressionDataModule(L.LightningDataModule):
         return splits
 
     def _loader(self, tensors: Sequence[Tensor], train: bool = False) -> TensorBatches:
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        if not train:  # every rank evaluates the whole split; synced metrics are then exact
-            rank, world_size = 0, 1
-        elif world_size > 1 and len(tensors[0]) % world_size:
+        trainer, rows = self.trainer, len(tensors[0])
+        # Only training is sharded: every rank evaluates the whole split, so synced metrics are exact.
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer and train else (0, 1)
+        if rows % world_size:
             rank_zero_warn(
-                f"{len(tensors[0])} training rows do not split evenly over {world_size} processes: "
-                f"each trains on {len(tensors[0]) // world_size} rows and {len(tensors[0]) % world_size} are left out"
+                f"{rows} training rows do not split evenly over {world_size} processes: "
+                f"each trains on {rows // world_size} rows and {rows % world_size} are left out"
             )
-        trainer = self.trainer
         return TensorBatches(
             tensors,
             self.batch_size,
@@ -375,8 +366,7 @@ class RegressionDataModule(L.LightningDataModule):
 
 def attached_datamodule(trainer: L.Trainer) -> RegressionDataModule | None:
     """The datamodule ``trainer`` runs with (its public ``trainer.datamodule``) if it is a RegressionDataModule."""
-    # Trainer sets ``datamodule`` from its data connector, not in its class body, so type checkers cannot see it.
-    datamodule = trainer.datamodule  # type: ignore[attr-defined]
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set at run time, unseen by type checkers
     return datamodule if isinstance(datamodule, RegressionDataModule) else None
 
 
