@@ -21,9 +21,8 @@ SAMPLE_ROWS = 200_000  # the most rows per split that ``sample`` returns: the re
 CHUNK_ROWS = 262_144  # rows converted to float64 at a time for the statistics
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # Option types that jsonargparse checks where a value enters (command line, config file, checkpoint): a number the
-# model's float32 arithmetic can hold, a positive one, and a seed that torch's generators accept.
-# To a type checker these are plain numbers (pyproject.toml's mypy `always_true`); not `if TYPE_CHECKING:`, whose
-# blocks jsonargparse reads too, and would then check nothing.
+# model's float32 arithmetic can hold, a positive one, and a seed torch's generators accept. To a type checker they
+# are plain numbers (mypy's `always_true`); not `if TYPE_CHECKING:`, whose blocks jsonargparse reads too (no checks).
 STATIC_TYPING = False
 if STATIC_TYPING:
     Float32 = float
@@ -74,23 +73,20 @@ class TensorBatches:
         return math.ceil(self.shard_size / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        size, step = self.shard_size, self.batch_size
-        if not self.shuffle:
-            for start in range(self.offset, self.offset + size, step):
-                stop = min(start + step, self.offset + size)
-                yield tuple(t[start:stop] for t in self.tensors)
-            return
-        device = self.tensors[0].device  # permute where the rows live: no host round trip per epoch
-        epoch = self.epoch() if self.epoch is not None else self.iterations
-        self.iterations += 1
-        generator = torch.Generator(device=device).manual_seed((self.seed << 32) + epoch)
-        order = torch.randperm(self.rows, generator=generator, device=device)[self.offset : self.offset + size]
-        # One gather of the whole shard per epoch, then views: a gather per batch of random rows is bound by memory
-        # latency and costs about 2.5x more (bench.py). The copy lives only while this epoch's iterator does.
-        shuffled = tuple(t.index_select(0, order) for t in self.tensors)
-        del order
-        for start in range(0, size, step):
-            yield tuple(t[start : start + step] for t in shuffled)
+        shard = slice(self.offset, self.offset + self.shard_size)
+        tensors = tuple(t[shard] for t in self.tensors)
+        if self.shuffle:
+            device = self.tensors[0].device  # permute where the rows live: no host round trip per epoch
+            epoch = self.epoch() if self.epoch is not None else self.iterations
+            self.iterations += 1
+            generator = torch.Generator(device=device).manual_seed((self.seed << 32) + epoch)
+            order = torch.randperm(self.rows, generator=generator, device=device)[shard]
+            # One gather of the whole shard per epoch, then views: a gather per batch of random rows is bound by
+            # memory latency and costs about 2.5x more (bench.py). The copy lives only while this epoch's iterator does.
+            tensors = tuple(t.index_select(0, order) for t in self.tensors)
+            del order
+        for start in range(0, self.shard_size, self.batch_size):
+            yield tuple(t[start : start + self.batch_size] for t in tensors)
 
 
 class Moments:
@@ -260,8 +256,7 @@ class RegressionDataModule(L.LightningDataModule):
         return self._exact[split]
 
     def moments(self, split: str = "train") -> Moments:
-        """The :class:`Moments` of ``split``'s ``[x, y]`` in float64, a chunk of rows at a time (kept until the
-        split's tensors change)."""
+        """The :class:`Moments` of ``split``'s ``[x, y]`` in float64, kept until the split's tensors change."""
         x, y = self._rows64(split)
         cached = self._moments.get(split)
         if cached is None or cached[0] is not y:
@@ -418,21 +413,17 @@ class SyntheticRegressionData(RegressionDataModule):
         weights = weight if isinstance(weight, list) else [weight]
         require(len(weights) > 0, "data.weight must be a number or a non-empty list of numbers")
         require(end > start, f"data.end must be greater than data.start, got start={start}, end={end}")
-        if num_features is None:
-            num_features = len(weights)
+        num_features = len(weights) if num_features is None else num_features
         require(
             len(weights) in (1, num_features),
             f"data.weight has {len(weights)} values but data.num_features is {num_features}; give one weight per "
             f"feature or a single number",
         )
-        if num_samples is None:
-            require(
-                num_features == 1,
-                "several features need random x: set data.num_samples (the arange grid has one feature)",
-            )
-            rows = math.ceil((end - start) / step)
-        else:
-            rows = num_samples
+        require(
+            num_samples is not None or num_features == 1,
+            "several features need random x: set data.num_samples (the arange grid has one feature)",
+        )
+        rows = math.ceil((end - start) / step) if num_samples is None else num_samples
         require(rows <= MAX_ROWS, f"the data would have {rows:,} rows, more than {MAX_ROWS:,}; use fewer rows")
         self.check_split_sizes(rows)
         self._weight_values = [float(w) for w in weights]  # python floats: the tutorial's exact arithmetic
