@@ -30,15 +30,14 @@ class LinearRegressionTask(L.LightningModule):
     """L1 loss + SGD around the ``manual`` (two ``nn.Parameter``) or ``linear`` (``nn.Linear``) model.
 
     Hyperparameters are primitives, so Lightning's ``load_from_checkpoint`` rebuilds the right variant anywhere
-    (``lit_linreg.load_task(path)`` checks the file first: use it for files you did not write). Every epoch it logs,
-    through ``self.log``: ``train_loss`` and the learned parameters (``params/weight``, ``params/bias``;
-    ``params/weight[<feature>]`` for several features) after the epoch's last update, then ``val_loss`` and the
-    ``val/`` metrics (MAE, MSE, R²); ``test`` logs ``test_loss`` and ``test/``. Callbacks read them from
-    ``trainer.callback_metrics``.
+    (``lit_linreg.load_task(path)`` checks the file first: use it for files you did not write). Each epoch it logs
+    (``self.log``) ``train_loss``, ``params/weight`` (``params/weight[<feature>]`` for several features) and
+    ``params/bias`` after its last update, then ``val_loss`` and ``val/`` MAE, MSE and R²; ``test`` logs ``test_loss``
+    and ``test/``. Callbacks read them from ``trainer.callback_metrics``.
 
-    ``in_features``, ``standardize`` and ``feature_names`` come from the data (the CLI links them). With
-    ``standardize`` the model sees features and target scaled by the training split's mean and std, kept as buffers
-    so every checkpoint carries them; predictions, weights and losses are reported in the data's own units.
+    With ``standardize`` (linked from the data, like ``in_features`` and ``feature_names``) the model sees features
+    and target scaled by the training split's mean and std, buffers that every checkpoint carries; predictions,
+    weights and losses are in the data's own units.
 
     Args:
         variant: ``linear`` (one ``nn.Linear`` layer) or ``manual`` (the tutorial's two ``nn.Parameter``)
