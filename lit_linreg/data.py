@@ -293,8 +293,7 @@ class RegressionDataModule(L.LightningDataModule):
     # Shared machinery.
     def split_sizes(self, rows: int) -> tuple[int, int, int]:
         """(train, val, test) row counts for ``rows`` rows; val is 0 when validation reuses the test split."""
-        train = int(self.train_split * rows)
-        val = int(self.val_split * rows)
+        train, val = int(self.train_split * rows), int(self.val_split * rows)
         return train, val, rows - train - val
 
     def check_split_sizes(self, rows: int, source: str | None = None) -> None:
