@@ -1,9 +1,5 @@
-"""Data: rows held as tensors on the training device and served as slices, plus the tutorial's synthetic line.
-
-``SyntheticRegressionData`` makes y = weight·x + bias (+ noise) exactly as the tutorial does; ``RegressionDataModule``
-holds what every data source shares: the train/val/test split, device placement, sharding, the loaders, and the
-statistics that the report, the figures and export read (``moments``, ``exact_ols``, ``exact_mse``, ``sample``).
-"""
+"""Data: ``RegressionDataModule`` (what every source shares: splits, device, sharding, loaders, statistics) and
+``SyntheticRegressionData``, the tutorial's y = weight·x + bias (+ noise)."""
 
 from __future__ import annotations
 
@@ -25,9 +21,8 @@ SAMPLE_ROWS = 200_000  # the most rows per split that ``sample`` returns: the re
 CHUNK_ROWS = 262_144  # rows converted to float64 at a time for the statistics
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # Option types that jsonargparse checks where a value enters (command line, config file, checkpoint): a number the
-# model's float32 arithmetic can hold, a positive one, and a seed that torch's generators accept.
-# To a type checker these are plain numbers (pyproject.toml's mypy `always_true`); not `if TYPE_CHECKING:`, whose
-# blocks jsonargparse reads too, and would then check nothing.
+# model's float32 arithmetic can hold, a positive one, and a seed torch's generators accept. To a type checker they
+# are plain numbers (mypy's `always_true`); not `if TYPE_CHECKING:`, whose blocks jsonargparse reads too (no checks).
 STATIC_TYPING = False
 if STATIC_TYPING:
     Float32 = float
@@ -78,23 +73,20 @@ class TensorBatches:
         return math.ceil(self.shard_size / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        size, step = self.shard_size, self.batch_size
-        if not self.shuffle:
-            for start in range(self.offset, self.offset + size, step):
-                stop = min(start + step, self.offset + size)
-                yield tuple(t[start:stop] for t in self.tensors)
-            return
-        device = self.tensors[0].device  # permute where the rows live: no host round trip per epoch
-        epoch = self.epoch() if self.epoch is not None else self.iterations
-        self.iterations += 1
-        generator = torch.Generator(device=device).manual_seed((self.seed << 32) + epoch)
-        order = torch.randperm(self.rows, generator=generator, device=device)[self.offset : self.offset + size]
-        # One gather of the whole shard per epoch, then views: a gather per batch of random rows is bound by memory
-        # latency and costs about 2.5x more (bench.py). The copy lives only while this epoch's iterator does.
-        shuffled = tuple(t.index_select(0, order) for t in self.tensors)
-        del order
-        for start in range(0, size, step):
-            yield tuple(t[start : start + step] for t in shuffled)
+        shard = slice(self.offset, self.offset + self.shard_size)
+        tensors = tuple(t[shard] for t in self.tensors)
+        if self.shuffle:
+            device = self.tensors[0].device  # permute where the rows live: no host round trip per epoch
+            epoch = self.epoch() if self.epoch is not None else self.iterations
+            self.iterations += 1
+            generator = torch.Generator(device=device).manual_seed((self.seed << 32) + epoch)
+            order = torch.randperm(self.rows, generator=generator, device=device)[shard]
+            # One gather of the whole shard per epoch, then views: a gather per batch of random rows is bound by
+            # memory latency and costs about 2.5x more (bench.py). The copy lives only while this epoch's iterator does.
+            tensors = tuple(t.index_select(0, order) for t in self.tensors)
+            del order
+        for start in range(0, self.shard_size, self.batch_size):
+            yield tuple(t[start : start + self.batch_size] for t in tensors)
 
 
 class Moments:
@@ -263,13 +255,8 @@ class RegressionDataModule(L.LightningDataModule):
             self._exact = self._split(*rows)
         return self._exact[split]
 
-    def exact_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """Every split in float64 on the CPU, as the statistics read them (call after ``setup``)."""
-        return {name: (x.cpu().double(), y.cpu().double()) for name in self.splits for x, y in [self._rows64(name)]}
-
     def moments(self, split: str = "train") -> Moments:
-        """The :class:`Moments` of ``split``'s ``[x, y]`` in float64, a chunk of rows at a time (kept until the
-        split's tensors change)."""
+        """The :class:`Moments` of ``split``'s ``[x, y]`` in float64, kept until the split's tensors change."""
         x, y = self._rows64(split)
         cached = self._moments.get(split)
         if cached is None or cached[0] is not y:
@@ -306,8 +293,7 @@ class RegressionDataModule(L.LightningDataModule):
     # Shared machinery.
     def split_sizes(self, rows: int) -> tuple[int, int, int]:
         """(train, val, test) row counts for ``rows`` rows; val is 0 when validation reuses the test split."""
-        train = int(self.train_split * rows)
-        val = int(self.val_split * rows)
+        train, val = int(self.train_split * rows), int(self.val_split * rows)
         return train, val, rows - train - val
 
     def check_split_sizes(self, rows: int, source: str | None = None) -> None:
@@ -341,15 +327,14 @@ class RegressionDataModule(L.LightningDataModule):
         return splits
 
     def _loader(self, tensors: Sequence[Tensor], train: bool = False) -> TensorBatches:
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        if not train:  # every rank evaluates the whole split; synced metrics are then exact
-            rank, world_size = 0, 1
-        elif world_size > 1 and len(tensors[0]) % world_size:
+        trainer, rows = self.trainer, len(tensors[0])
+        # Only training is sharded: every rank evaluates the whole split, so synced metrics are exact.
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer and train else (0, 1)
+        if rows % world_size:
             rank_zero_warn(
-                f"{len(tensors[0])} training rows do not split evenly over {world_size} processes: "
-                f"each trains on {len(tensors[0]) // world_size} rows and {len(tensors[0]) % world_size} are left out"
+                f"{rows} training rows do not split evenly over {world_size} processes: "
+                f"each trains on {rows // world_size} rows and {rows % world_size} are left out"
             )
-        trainer = self.trainer
         return TensorBatches(
             tensors,
             self.batch_size,
@@ -375,8 +360,7 @@ class RegressionDataModule(L.LightningDataModule):
 
 def attached_datamodule(trainer: L.Trainer) -> RegressionDataModule | None:
     """The datamodule ``trainer`` runs with (its public ``trainer.datamodule``) if it is a RegressionDataModule."""
-    # Trainer sets ``datamodule`` from its data connector, not in its class body, so type checkers cannot see it.
-    datamodule = trainer.datamodule  # type: ignore[attr-defined]
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set at run time, unseen by type checkers
     return datamodule if isinstance(datamodule, RegressionDataModule) else None
 
 
@@ -428,21 +412,17 @@ class SyntheticRegressionData(RegressionDataModule):
         weights = weight if isinstance(weight, list) else [weight]
         require(len(weights) > 0, "data.weight must be a number or a non-empty list of numbers")
         require(end > start, f"data.end must be greater than data.start, got start={start}, end={end}")
-        if num_features is None:
-            num_features = len(weights)
+        num_features = len(weights) if num_features is None else num_features
         require(
             len(weights) in (1, num_features),
             f"data.weight has {len(weights)} values but data.num_features is {num_features}; give one weight per "
             f"feature or a single number",
         )
-        if num_samples is None:
-            require(
-                num_features == 1,
-                "several features need random x: set data.num_samples (the arange grid has one feature)",
-            )
-            rows = math.ceil((end - start) / step)
-        else:
-            rows = num_samples
+        require(
+            num_samples is not None or num_features == 1,
+            "several features need random x: set data.num_samples (the arange grid has one feature)",
+        )
+        rows = math.ceil((end - start) / step) if num_samples is None else num_samples
         require(rows <= MAX_ROWS, f"the data would have {rows:,} rows, more than {MAX_ROWS:,}; use fewer rows")
         self.check_split_sizes(rows)
         self._weight_values = [float(w) for w in weights]  # python floats: the tutorial's exact arithmetic

@@ -26,26 +26,18 @@ CHECKPOINT_KEY = "lit_linreg"  # lit-linreg's own entry in every checkpoint: {"f
 CHECKPOINT_FORMAT = 2  # 1: lit-linreg 0.1, whose checkpoints have no such entry
 
 
-def regression_metrics(stage: str) -> MetricCollection:
-    """MAE (the L1 loss), MSE and R² of one stage, logged as ``{stage}/mae``, ``{stage}/mse``, ``{stage}/r2``."""
-    return MetricCollection(
-        {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, prefix=f"{stage}/"
-    )
-
-
 class LinearRegressionTask(L.LightningModule):
     """L1 loss + SGD around the ``manual`` (two ``nn.Parameter``) or ``linear`` (``nn.Linear``) model.
 
     Hyperparameters are primitives, so Lightning's ``load_from_checkpoint`` rebuilds the right variant anywhere
-    (``lit_linreg.load_task(path)`` checks the file first: use it for files you did not write). Every epoch it logs,
-    through ``self.log``: ``train_loss`` and the learned parameters (``params/weight``, ``params/bias``;
-    ``params/weight[<feature>]`` for several features) after the epoch's last update, then ``val_loss`` and the
-    ``val/`` metrics (MAE, MSE, R²); ``test`` logs ``test_loss`` and ``test/``. Callbacks read them from
-    ``trainer.callback_metrics``.
+    (``lit_linreg.load_task(path)`` checks the file first: use it for files you did not write). Each epoch it logs
+    (``self.log``) ``train_loss``, ``params/weight`` (``params/weight[<feature>]`` for several features) and
+    ``params/bias`` after its last update, then ``val_loss`` and ``val/`` MAE, MSE and R²; ``test`` logs ``test_loss``
+    and ``test/``. Callbacks read them from ``trainer.callback_metrics``.
 
-    ``in_features``, ``standardize`` and ``feature_names`` come from the data (the CLI links them). With
-    ``standardize`` the model sees features and target scaled by the training split's mean and std, kept as buffers
-    so every checkpoint carries them; predictions, weights and losses are reported in the data's own units.
+    With ``standardize`` (linked from the data, like ``in_features`` and ``feature_names``) the model sees features
+    and target scaled by the training split's mean and std, buffers that every checkpoint carries; predictions,
+    weights and losses are in the data's own units.
 
     Args:
         variant: ``linear`` (one ``nn.Linear`` layer) or ``manual`` (the tutorial's two ``nn.Parameter``)
@@ -87,8 +79,9 @@ class LinearRegressionTask(L.LightningModule):
             self.register_buffer("target_mean", torch.zeros(1))
             self.register_buffer("target_std", torch.ones(1))
         self.model = build_model(variant, in_features)
-        self.val_metrics = regression_metrics("val")
-        self.test_metrics = regression_metrics("test")
+        # MAE (the L1 loss), MSE and R², logged as val/mae, val/mse, val/r2 (test/... for test).
+        metrics = MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})
+        self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
         # The training loss of the epoch, summed over its batches: one add per step. A torchmetrics metric (or a
         # per-step self.log) costs about 0.4 ms a step here, as much as the step itself at batch 8192
         # (benchmarks/bench.py, "scale"), so the training stage keeps this running sum and logs it once an epoch.
@@ -102,11 +95,8 @@ class LinearRegressionTask(L.LightningModule):
             if key in checkpoint:
                 checkpoint[key] = plain(checkpoint[key])
         datamodule = attached_datamodule(self.trainer)
-        data_class = None if datamodule is None else type(datamodule)
-        checkpoint[CHECKPOINT_KEY] = {
-            "format": CHECKPOINT_FORMAT,
-            "data_class": None if data_class is None else f"{data_class.__module__}.{data_class.__qualname__}",
-        }
+        data_class = None if datamodule is None else f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+        checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, "data_class": data_class}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Weights of another variant or feature count are a one-line :class:`UserError`, not a state-dict dump."""
@@ -128,15 +118,13 @@ class LinearRegressionTask(L.LightningModule):
         if not self.hparams["standardize"]:
             return
         datamodule = attached_datamodule(self.trainer)
-        stats = None if datamodule is None else (datamodule.feature_stats(), datamodule.target_stats())
-        if stats is None or None in stats:
+        stats = (None, None) if datamodule is None else (datamodule.feature_stats(), datamodule.target_stats())
+        if None in stats:
             raise UserError(
                 "model.standardize needs a datamodule with feature_stats() and target_stats() (the CSV data)"
             )
-        (x_mean, x_std), (y_mean, y_std) = stats  # type: ignore[misc]
-        for buffer, value in zip(
-            (self.feature_mean, self.feature_std, self.target_mean, self.target_std), (x_mean, x_std, y_mean, y_std)
-        ):
+        values = [*stats[0], *stats[1]]  # type: ignore[misc]  # the features' mean and std, the target's
+        for buffer, value in zip((self.feature_mean, self.feature_std, self.target_mean, self.target_std), values):
             buffer.copy_(value)
 
     def forward(self, x: Tensor) -> Tensor:
