@@ -285,10 +285,9 @@ def find_checkpoint(run_dir: Path, alias: str) -> Path | None:
     last = next((f / "last.ckpt" for f in folders if (f / "last.ckpt").is_file()), None)
     if alias == "last" or last is None:
         return last
-    states = load_checkpoint_file(last).get("callbacks", {})
-    best = next(
-        (s.get("best_model_path") for k, s in states.items() if "val_loss" in k and s.get("best_model_path")), None
-    )
+    states = load_checkpoint_file(last).get("callbacks") or {}
+    recorded = [s.get("best_model_path") for k, s in states.items() if "val_loss" in str(k) and isinstance(s, dict)]
+    best = next((path for path in recorded if path and isinstance(path, str)), None)
     if best and not Path(best).is_file():  # the run folder was moved: look beside last.ckpt
         best = str(last.parent / Path(best).name)
     if not best or not Path(best).is_file():

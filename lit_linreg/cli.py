@@ -265,7 +265,16 @@ class LitLinregCLI(LightningCLI):
         """``trainer.fit``, except for a resume whose checkpoint already trained every epoch asked for."""
         path = kwargs.get("ckpt_path")
         if path:
-            done = load_checkpoint_file(path)["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
+            checkpoint = load_checkpoint_file(path)
+            try:  # Lightning's own record of the epochs done, and the optimizer state a resume restores
+                done = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+                checkpoint["optimizer_states"][0]
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                raise UserError(
+                    f"checkpoint {shown_path(path)} cannot resume a fit: it holds no training state (Lightning's loop "
+                    "and optimizer state); resume from a last.ckpt written by lit-linreg fit, or evaluate this one "
+                    "with test, validate or predict"
+                ) from err
             asked = self.trainer.max_epochs
             if asked is not None and asked != -1 and done >= asked:
                 print(

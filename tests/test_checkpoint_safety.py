@@ -129,3 +129,61 @@ def test_a_checkpoint_of_another_lit_linreg_version(entry: object, files: dict[s
         assert error_line(capsys, command, "--ckpt_path", path) == f"lit-linreg: error: {message}"
     with pytest.raises(UserError, match=re.escape(message)):
         load_task(path)
+
+
+def _crafted(files: dict[str, Path], name: str, change) -> Path:
+    """The real checkpoint with one part replaced by ``change(checkpoint)``, saved as ``name``."""
+    checkpoint = torch.load(files["real"], weights_only=True)
+    change(checkpoint)
+    path = Path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+MALFORMED = {  # a part of the file of the wrong type -> the message after "checkpoint <path> "
+    "hyper_parameters": ([1, 2], "is damaged: its hyper_parameters is no mapping"),
+    "datamodule_hyper_parameters": ("text", "is damaged: its datamodule_hyper_parameters is no mapping"),
+    "callbacks": (["a list"], "is damaged: its callbacks is no mapping"),
+}
+
+
+@pytest.mark.parametrize("key", MALFORMED)
+def test_a_part_of_the_wrong_type_is_one_line(key: str, files: dict[str, Path], capsys) -> None:
+    value, message = MALFORMED[key]
+    path = _crafted(files, f"{key}.ckpt", lambda c: c.__setitem__(key, value))
+    assert f"checkpoint {path} {message}" in error_line(capsys, "predict", "--ckpt_path", path)
+    with pytest.raises(UserError, match=message):
+        load_task(path)
+
+
+@pytest.mark.parametrize("data_class", [5, ["lit_linreg.data.SyntheticRegressionData"]])
+def test_a_data_class_that_is_no_string_is_untrusted(data_class: object, files: dict[str, Path], capsys) -> None:
+    path = _crafted(files, "odd_class.ckpt", lambda c: c[FORMAT_KEY].__setitem__("data_class", data_class))
+    line = error_line(capsys, "test", "--ckpt_path", path)
+    assert f"{UNTRUSTED}: its data class {data_class!r} is not a lit-linreg data module" in line
+
+
+def test_odd_instantiators_and_weight_names(files: dict[str, Path], capsys) -> None:
+    listed = _crafted(files, "listed.ckpt", lambda c: c["hyper_parameters"].__setitem__("_instantiator", ["x"]))
+    assert f"{UNTRUSTED}: its hyperparameters name the instantiator ['x']" in error_line(
+        capsys, "predict", "--ckpt_path", listed
+    )
+    numbered = _crafted(files, "numbered.ckpt", lambda c: c.__setitem__("state_dict", {0: torch.zeros(1)}))
+    with pytest.raises(UserError, match="do not fit this model"):
+        load_task(numbered)
+
+
+def test_a_last_ckpt_with_odd_callback_states_has_no_best(files: dict[str, Path], capsys) -> None:
+    last = "checkpoints/odd/version_0/last.ckpt"
+    _crafted(files, last, lambda c: c.__setitem__("callbacks", {1: "no state", "ModelCheckpoint{'val_loss'}": 3}))
+    assert f"--ckpt_path best: {last} names no existing best checkpoint; use --ckpt_path last" in error_line(
+        capsys, "test", "--run_name", "odd", "--ckpt_path", "best"
+    )
+
+
+@pytest.mark.parametrize("drop", ["loops", "optimizer_states"])
+def test_a_file_without_training_state_cannot_resume(drop: str, files: dict[str, Path], capsys) -> None:
+    path = _crafted(files, f"no_{drop}.ckpt", lambda c: c.pop(drop))
+    line = error_line(capsys, "fit", "--ckpt_path", path, "--trainer.max_epochs", "600")
+    assert f"checkpoint {path} cannot resume a fit: it holds no training state" in line
