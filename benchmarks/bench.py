@@ -113,9 +113,13 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
     x, y = scale_data(rows)
     dataloader_batches = min(dataloader_batches, math.ceil(rows / batch_size))  # the loader has no more
 
+    added = 0  # the callbacks a lit-linreg fit has beyond the timer that bare Lightning has too
+
     def lit_epoch() -> tuple[float, torch.nn.Module]:
+        nonlocal added
         cli = litlinreg(*scale_fit_args(rows, batch_size))
         timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainEpochTimer))
+        added = len(cli.trainer.callbacks) - 1
         return timer.seconds, cli.model
 
     def plain(gather_once: bool = False) -> tuple[float, torch.nn.Module]:
@@ -134,6 +138,7 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
         "dataloader": dataloader,
         "bare": lambda: quietly(lambda: bare_lightning_epoch(x, y, batch_size)),
         "lit": lit_epoch,
+        "idle": lambda: quietly(lambda: bare_lightning_epoch(x, y, batch_size, idle_callbacks=added)),
     }
     measured: dict[str, list[float]] = {name: [] for name in runs}
     models = {}
@@ -149,6 +154,7 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
         "dataloader": f"DataLoader(TensorDataset) ({dataloader_batches} batches, extrapolated)",
         "bare": "bare Lightning loop over lit-linreg's batches",
         "lit": "lit-linreg fit (training epoch)",
+        "idle": f"bare Lightning + {added} callbacks that do nothing",
     }
     print(f"   {'method':<52} {'rows/s':>12} {'weight':>7} {'bias':>7}")
     for name, label in labels.items():
@@ -160,6 +166,10 @@ def scale_section(rows: int, batch_size: int, dataloader_batches: int, repeats: 
         f"/ plain loop, one gather per epoch = {rate['lit'] / rate['plain_once']:.2f}"
     )
     print(f"   bare Lightning / plain loop = {rate['bare'] / rate['plain']:.2f}")
+    print(
+        f"   bare Lightning + {added} idle callbacks (as many as lit-linreg's fit adds) / bare Lightning = "
+        f"{rate['idle'] / rate['bare']:.2f}: what Lightning's per-step hook calls cost by themselves"
+    )
     print(f"   lit-linreg / DataLoader = {rate['lit'] / rate['dataloader']:.0f} (target >= 50)")
 
     design = torch.cat([x.double(), torch.ones_like(x, dtype=torch.float64)], dim=1)

@@ -213,8 +213,14 @@ def dataloader_steps(x: Tensor, y: Tensor, batch_size: int, steps: int, lr: floa
     return model
 
 
-def bare_lightning_epoch(x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01) -> tuple[float, nn.Module]:
-    """One shuffled epoch of a bare LightningModule on lit-linreg's batches: the seconds of the training epoch."""
+def bare_lightning_epoch(
+    x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01, idle_callbacks: int = 0
+) -> tuple[float, nn.Module]:
+    """One shuffled epoch of a bare LightningModule on lit-linreg's batches: the seconds of the training epoch.
+
+    ``idle_callbacks`` adds that many callbacks that override no hook: what Lightning's per-step calls of every
+    callback's hooks cost by themselves.
+    """
     torch.manual_seed(42)
     module, timer = _BareModule(lr, variant="linear"), TrainEpochTimer()
     trainer = L.Trainer(
@@ -225,7 +231,7 @@ def bare_lightning_epoch(x: Tensor, y: Tensor, batch_size: int, lr: float = 0.01
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=[timer, *(Callback() for _ in range(idle_callbacks))],
     )
     trainer.fit(module, TensorBatches((x, y), batch_size, shuffle=True))
     return timer.seconds, module.model
