@@ -9,8 +9,6 @@ import codecs
 import sys
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
 if TYPE_CHECKING:  # type hints only: `lit-linreg --help` imports this module without torch
     from torch import Tensor
 
@@ -55,6 +53,8 @@ def not_utf8(data: bytes) -> str | None:
 # Console output: lines that never tear a progress bar, numbers formatted the tutorial's way.
 def echo(message: str) -> None:
     """Print a line of the run's output without tearing a progress bar that is being drawn (Lightning's tqdm bar)."""
+    from tqdm import tqdm  # here, not at the top: launch imports this module for --help, which needs no tqdm
+
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
 

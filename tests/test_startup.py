@@ -17,7 +17,7 @@ from lit_linreg import launch
 
 from .helpers import CONFIGS
 
-HEAVY = {"torch", "lightning", "matplotlib", "jsonargparse", "numpy"}
+HEAVY = {"torch", "lightning", "matplotlib", "jsonargparse", "numpy", "tqdm"}
 
 
 def imported(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
