@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from lit_linreg.data import attached_datamodule
-from lit_linreg.errors import UserError, fixed_width, format_weight, require
+from lit_linreg.errors import UserError, fixed_width, format_value, format_weight, require
 from lit_linreg.plots import (
     TITLE_CHARACTERS,
     LossPanel,
@@ -93,8 +93,11 @@ class EpochTable(Callback):
 
 def _params(trainer: L.Trainer) -> dict[str, str]:
     """Each logged ``params/<name>`` value by its name, as the table shows it (4 decimals)."""
-    params = {k.removeprefix(PARAMS): float(v) for k, v in trainer.callback_metrics.items() if k.startswith(PARAMS)}
-    return {name: format_weight(torch.tensor([value])) for name, value in params.items()}
+    return {
+        k.removeprefix(PARAMS): format_value(float(v))
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith(PARAMS)
+    }
 
 
 class DivergenceGuard(Callback):
@@ -252,12 +255,14 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        every = self.every_n_epochs or 0
-        saved = every > 0 and (trainer.current_epoch + 1) % every == 0  # by Lightning, on its cadence
-        if saved or trainer.fast_dev_run or not _last_epoch(trainer):  # type: ignore[attr-defined]
+        if trainer.fast_dev_run or self.save_top_k == 0 or not _last_epoch(trainer):  # type: ignore[attr-defined]
             return
-        self.best_model_path = self.format_checkpoint_name({})  # a monitor-less ModelCheckpoint's newest file
-        trainer.save_checkpoint(self.best_model_path)
+        # Saved even if Lightning just saved on its cadence: whether it did depends on when validation ran (with
+        # trainer.check_val_every_n_epoch > 1 it saves after validation), and one more write beats a guess.
+        step = {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
+        metrics = {**step, **trainer.callback_metrics}
+        self.best_model_path = self.format_checkpoint_name(metrics)  # a monitor-less ModelCheckpoint's newest file
+        trainer.save_checkpoint(self.best_model_path, weights_only=self.save_weights_only)
 
 
 def last_checkpoint_callback(trainer: L.Trainer) -> Checkpoint | None:

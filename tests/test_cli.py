@@ -103,6 +103,21 @@ def test_checkpoints_are_per_run_and_last_is_never_stale() -> None:
     assert base_files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in base_dir.iterdir()}
 
 
+def test_last_holds_the_final_epoch_when_validation_is_not_every_epoch() -> None:
+    # Lightning then saves on its cadence only after a validation: here never (epochs 49 and 99 have none).
+    run(
+        "fit",
+        "--config",
+        CONFIGS / "base.yaml",
+        "--trainer.max_epochs",
+        "100",
+        "--trainer.check_val_every_n_epoch",
+        "3",
+    )
+    last = torch.load("checkpoints/base/version_0/last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (99, 100)
+
+
 def test_a_best_checkpoint_saved_at_the_end_is_named_after_the_last_epoch() -> None:
     run("fit", "--config", CONFIGS / "base.yaml", "--trainer.max_epochs", "30", "--table.every_n_epochs", "0")
     names = sorted(p.name for p in Path("checkpoints/base/version_0").glob("*.ckpt"))  # val_loss falls every epoch
