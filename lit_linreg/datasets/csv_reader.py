@@ -158,11 +158,15 @@ def read_cells(path: str, header: list[str], delimiter: str = ",", strings: Sequ
             )
         try:
             numbers = [float(cell) for cell in row]
-        except ValueError:  # a text or missing cell: NaN, and a text cell is marked
-            numbers = [float(cell) if is_number(cell) else math.nan for cell in row]
+        except ValueError:  # a text or missing cell: NaN, and a text cell is marked (each cell parsed once)
+            numbers = []
             for i, cell in enumerate(row):
-                if not is_number(cell) and cell.strip().lower() not in MISSING:
-                    text_cells.append((len(values), i))
+                try:
+                    numbers.append(float(cell))
+                except ValueError:
+                    numbers.append(math.nan)
+                    if cell.strip().lower() not in MISSING:
+                        text_cells.append((len(values), i))
         values.append(numbers)
         lines.append(line)
         for i, column in columns.items():
