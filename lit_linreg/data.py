@@ -164,7 +164,7 @@ class RegressionDataModule(L.LightningDataModule):
         seed: seeds the random split and the shuffle (never the model's initialisation)
     """
 
-    standardize = False  # a data source that sets it provides feature_stats(); the CLI links it to the model
+    standardize = False  # a source that sets it gets feature_stats() and target_stats(); the CLI links it to the model
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from lit_linreg.data import FLOAT32_MAX, RegressionDataModule, Seed
-from lit_linreg.datasets import check_columns
+from lit_linreg.datasets import check_columns, check_target
 from lit_linreg.datasets.csv_reader import Cells, check_delimiter, decimal_comma, is_number, read_cells, read_head
 from lit_linreg.errors import UserError, echo, require
 from lit_linreg.files import write_csv
@@ -80,8 +80,7 @@ class CSVRegressionData(RegressionDataModule):
         self.target = target = target.strip()
         categorical = [name.strip() for name in categorical or []]
         header, _ = read_head(csv_path, "data.csv_path", delimiter)
-        columns = ", ".join(header)
-        require(target in header, f"{csv_path} has no column {target!r} (columns: {columns}); set data.target")
+        check_target(csv_path, header, target)
         check_columns("data.categorical", categorical, csv_path, header, target)
         cells = read_cells(csv_path, header, delimiter, [header.index(name) for name in categorical])
         if features is None:

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lit_linreg.data import Moments, RegressionDataModule, Seed
-from lit_linreg.datasets import check_columns
+from lit_linreg.datasets import check_columns, check_target
 from lit_linreg.errors import UserError, one_line, require
 
 SPLITS = ("train", "val", "test")
@@ -80,8 +80,7 @@ class ParquetRows:
                 self.rows += rows
         assert schema is not None
         numeric = {f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)}
-        names = ", ".join(schema.names)
-        require(target in schema.names, f"{path} has no column {target!r} (columns: {names}); set data.target")
+        check_target(path, schema.names, target)
         require(target in numeric, f"{path}: the target column {target!r} is {schema.field(target).type}, not numeric")
         if features is None:
             features = [name for name in schema.names if name != target and name in numeric]
