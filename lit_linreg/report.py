@@ -25,7 +25,7 @@ from scipy.optimize import linprog
 from torch import Tensor
 
 from lit_linreg.callbacks import last_checkpoint_callback
-from lit_linreg.data import RegressionDataModule, attached_datamodule, default_feature_names
+from lit_linreg.data import CHUNK_ROWS, RegressionDataModule, attached_datamodule, default_feature_names
 from lit_linreg.errors import UserError, fixed_width, format_value
 from lit_linreg.files import atomic_write, shown_path, write_csv
 from lit_linreg.task import plain
@@ -113,7 +113,7 @@ def _lad_lp(a: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
     raise RuntimeError(f"least_absolute_deviations: HiGHS stopped: {result.message}; please report the data")
 
 
-def regression_errors(fit: LinearFit, x: Tensor, y: Tensor, chunk_rows: int = 262_144) -> dict[str, float]:
+def regression_errors(fit: LinearFit, x: Tensor, y: Tensor, chunk_rows: int = CHUNK_ROWS) -> dict[str, float]:
     """MAE, MSE and R² of ``fit`` on (x, y) in float64, a chunk of rows at a time (so millions of rows need no
     float64 copy); R² is NaN when y is constant."""
     weight, bias = fit.weight.cpu().double(), fit.bias.cpu().double()
