@@ -308,7 +308,7 @@ class RunFolders(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         stage = trainer.state.fn.value if trainer.state.fn else str(stage)  # "fit", "validate", "test", "predict"
-        logs, checkpoints = self.root / "lightning_logs" / self.name, self.root / "checkpoints" / self.name
+        logs, checkpoints = self.root / "lightning_logs" / self.name, checkpoint_dir(self.root, self.name)
         resumed = Path(self.ckpt_path).resolve().parent if self.ckpt_path else None
         in_run = (
             resumed if resumed and resumed.parent == checkpoints.resolve() and version_of(resumed) is not None else None
