@@ -51,9 +51,9 @@ def resolve_checkpoint(ckpt_path: str, config: str | None = None) -> str:
     return str(path)
 
 
-def load_for_inference(ckpt_path: str, config: str | None = None) -> tuple[LinearRegressionTask, list[str] | None]:
+def load_for_inference(ckpt_path: str) -> tuple[LinearRegressionTask, list[str] | None]:
     """The checked task of ``ckpt_path`` in eval mode on the CPU, and the CSV columns it was trained on (else None)."""
-    path = resolve_checkpoint(ckpt_path, config)
+    path = resolve_checkpoint(ckpt_path)
     checkpoint = load_checkpoint_file(path)
     try:
         task = LinearRegressionTask.load_from_checkpoint(path, map_location="cpu")
