@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,26 @@ def write_bad_checkpoints(real: Path, directory: Path, marker: Path) -> dict[str
             _with(real_checkpoint, "datamodule_hyper_parameters", _class_path="os.system"), p
         ),
         "foreign module": write_foreign_checkpoint,
+        "hyperparameters list": lambda p: torch.save({**real_checkpoint, "hyper_parameters": [1, 2]}, p),
+        "data settings text": lambda p: torch.save({**real_checkpoint, "datamodule_hyper_parameters": "text"}, p),
+        "callbacks list": lambda p: torch.save({**real_checkpoint, "callbacks": ["a list"]}, p),
+        "numeric data class": lambda p: torch.save(_with(real_checkpoint, "lit_linreg", data_class=5), p),
+        "listed data class": lambda p: torch.save(_with(real_checkpoint, "lit_linreg", data_class=["x.Y"]), p),
+        "listed instantiator": lambda p: torch.save(_with(real_checkpoint, _instantiator=["x"]), p),
     }
     paths = {}
     for name, write in files.items():
         paths[name] = directory / (name.replace(" ", "_") + ".ckpt")
         write(paths[name])
     return paths
+
+
+def crafted(real: Path, path: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Path:
+    """The checkpoint ``real`` as ``change`` returns it, saved as ``path`` (its folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(change(torch.load(real, weights_only=True)), path)
+    return path
 
 
 def _with(checkpoint: dict[str, Any], key: str = "hyper_parameters", **changes: Any) -> dict[str, Any]:

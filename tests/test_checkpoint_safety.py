@@ -12,7 +12,7 @@ from lit_linreg.checkpoints import FORMAT, FORMAT_KEY, load_task
 from lit_linreg.errors import UserError
 from lit_linreg.task import LinearRegressionTask
 
-from .bad_inputs import error_line, fit_real_checkpoint, write_bad_checkpoints
+from .bad_inputs import crafted, error_line, fit_real_checkpoint, write_bad_checkpoints
 from .helpers import CONFIGS
 
 UNTRUSTED = "is not a trusted lit-linreg checkpoint"
@@ -26,6 +26,12 @@ EXPECTED = {  # bad checkpoint -> what the message says after "checkpoint <path>
     "random bytes": "is damaged or not a PyTorch checkpoint",
     "truncated copy": "is damaged or not a PyTorch checkpoint",
     "empty file": "is an empty file",
+    "hyperparameters list": "is damaged: its hyper_parameters is no mapping",
+    "data settings text": "is damaged: its datamodule_hyper_parameters is no mapping",
+    "callbacks list": "is damaged: its callbacks is no mapping",
+    "numeric data class": UNTRUSTED + ": its data class 5 is not a lit-linreg data module",
+    "listed data class": UNTRUSTED + ": its data class ['x.Y'] is not a lit-linreg data module",
+    "listed instantiator": UNTRUSTED + ": its hyperparameters name the instantiator ['x']",
 }
 RUNS_CODE = ["torch file that runs code", "untrusted instantiator"]
 COMMANDS = [["predict"], ["test"], ["validate"], ["fit", "--trainer.max_epochs", "1"]]
@@ -46,7 +52,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_every_bad_checkpoint_gets_its_own_message(name: str, files: dict[str, Path], capsys) -> None:
     path = files[name]
     assert f"checkpoint {path} {EXPECTED[name]}" in error_line(capsys, "predict", "--ckpt_path", path)
-    with pytest.raises(UserError, match=EXPECTED[name]):
+    with pytest.raises(UserError, match=re.escape(EXPECTED[name])):
         load_task(path)
     assert not files["marker"].exists()
 
@@ -116,10 +122,8 @@ def test_a_directory_names_the_checkpoints_in_it(files: dict[str, Path], capsys)
 
 @pytest.mark.parametrize("entry", [{"format": 99, "data_class": None}, {"format": "2"}, "not a mapping"])
 def test_a_checkpoint_of_another_lit_linreg_version(entry: object, files: dict[str, Path], capsys) -> None:
-    checkpoint = torch.load(files["real"], weights_only=True)
-    assert checkpoint[FORMAT_KEY]["format"] == FORMAT  # what this version writes
-    path = Path("future.ckpt")
-    torch.save({**checkpoint, FORMAT_KEY: entry}, path)
+    assert torch.load(files["real"], weights_only=True)[FORMAT_KEY]["format"] == FORMAT  # what this version writes
+    path = crafted(files["real"], "future.ckpt", lambda c: {**c, FORMAT_KEY: entry})
     shown = repr(entry["format"]) if isinstance(entry, dict) else "None"
     message = (
         f"checkpoint future.ckpt was written by another lit-linreg version (checkpoint format {shown}; this version "
@@ -131,52 +135,15 @@ def test_a_checkpoint_of_another_lit_linreg_version(entry: object, files: dict[s
         load_task(path)
 
 
-def _crafted(files: dict[str, Path], name: str, change) -> Path:
-    """The real checkpoint with one part replaced by ``change(checkpoint)``, saved as ``name``."""
-    checkpoint = torch.load(files["real"], weights_only=True)
-    change(checkpoint)
-    path = Path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, path)
-    return path
-
-
-MALFORMED = {  # a part of the file of the wrong type -> the message after "checkpoint <path> "
-    "hyper_parameters": ([1, 2], "is damaged: its hyper_parameters is no mapping"),
-    "datamodule_hyper_parameters": ("text", "is damaged: its datamodule_hyper_parameters is no mapping"),
-    "callbacks": (["a list"], "is damaged: its callbacks is no mapping"),
-}
-
-
-@pytest.mark.parametrize("key", MALFORMED)
-def test_a_part_of_the_wrong_type_is_one_line(key: str, files: dict[str, Path], capsys) -> None:
-    value, message = MALFORMED[key]
-    path = _crafted(files, f"{key}.ckpt", lambda c: c.__setitem__(key, value))
-    assert f"checkpoint {path} {message}" in error_line(capsys, "predict", "--ckpt_path", path)
-    with pytest.raises(UserError, match=message):
-        load_task(path)
-
-
-@pytest.mark.parametrize("data_class", [5, ["lit_linreg.data.SyntheticRegressionData"]])
-def test_a_data_class_that_is_no_string_is_untrusted(data_class: object, files: dict[str, Path], capsys) -> None:
-    path = _crafted(files, "odd_class.ckpt", lambda c: c[FORMAT_KEY].__setitem__("data_class", data_class))
-    line = error_line(capsys, "test", "--ckpt_path", path)
-    assert f"{UNTRUSTED}: its data class {data_class!r} is not a lit-linreg data module" in line
-
-
-def test_odd_instantiators_and_weight_names(files: dict[str, Path], capsys) -> None:
-    listed = _crafted(files, "listed.ckpt", lambda c: c["hyper_parameters"].__setitem__("_instantiator", ["x"]))
-    assert f"{UNTRUSTED}: its hyperparameters name the instantiator ['x']" in error_line(
-        capsys, "predict", "--ckpt_path", listed
-    )
-    numbered = _crafted(files, "numbered.ckpt", lambda c: c.__setitem__("state_dict", {0: torch.zeros(1)}))
+def test_weights_named_by_numbers_do_not_fit(files: dict[str, Path]) -> None:
+    numbered = crafted(files["real"], "numbered.ckpt", lambda c: {**c, "state_dict": {0: torch.zeros(1)}})
     with pytest.raises(UserError, match="do not fit this model"):
         load_task(numbered)
 
 
 def test_a_last_ckpt_with_odd_callback_states_has_no_best(files: dict[str, Path], capsys) -> None:
     last = "checkpoints/odd/version_0/last.ckpt"
-    _crafted(files, last, lambda c: c.__setitem__("callbacks", {1: "no state", "ModelCheckpoint{'val_loss'}": 3}))
+    crafted(files["real"], last, lambda c: {**c, "callbacks": {1: "no state", "ModelCheckpoint{'val_loss'}": 3}})
     assert f"--ckpt_path best: {last} names no existing best checkpoint; use --ckpt_path last" in error_line(
         capsys, "test", "--run_name", "odd", "--ckpt_path", "best"
     )
@@ -184,6 +151,6 @@ def test_a_last_ckpt_with_odd_callback_states_has_no_best(files: dict[str, Path]
 
 @pytest.mark.parametrize("drop", ["loops", "optimizer_states"])
 def test_a_file_without_training_state_cannot_resume(drop: str, files: dict[str, Path], capsys) -> None:
-    path = _crafted(files, f"no_{drop}.ckpt", lambda c: c.pop(drop))
+    path = crafted(files["real"], f"no_{drop}.ckpt", lambda c: {k: v for k, v in c.items() if k != drop})
     line = error_line(capsys, "fit", "--ckpt_path", path, "--trainer.max_epochs", "600")
     assert f"checkpoint {path} cannot resume a fit: it holds no training state" in line
