@@ -130,7 +130,7 @@ def run(argv: list[str]) -> None:
 
 
 def _stopped_by_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise UserError("stopped by SIGTERM", exit_code=143)
+    raise UserError(SIGNALS[signal.SIGTERM], exit_code=128 + signal.SIGTERM)
 
 
 def as_user_error(error: BaseException, command: str = "") -> UserError | None:
@@ -154,7 +154,7 @@ def as_user_error(error: BaseException, command: str = "") -> UserError | None:
     if type(error).__name__ == "MisconfigurationException":  # Lightning's own check of a setting
         return UserError(f"{one_line(str(error)).rstrip('.')}; fix that setting (see `lit-linreg {command}--help`)")
     if isinstance(error, KeyboardInterrupt):
-        return UserError("interrupted by Ctrl-C", exit_code=130)
+        return UserError(SIGNALS[signal.SIGINT], exit_code=128 + signal.SIGINT)
     return None
 
 
