@@ -33,8 +33,9 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipes import TrainEpochTimer  # noqa: E402
 
+from lit_linreg.commands.make_data import write_parquet_dataset  # noqa: E402
 from lit_linreg.data import RegressionDataModule  # noqa: E402
-from lit_linreg.datasets.parquet import ParquetRegressionData, write_parquet_dataset  # noqa: E402
+from lit_linreg.datasets.parquet import ParquetRegressionData  # noqa: E402
 from lit_linreg.task import LinearRegressionTask  # noqa: E402
 
 BATCH = 8192

@@ -19,7 +19,7 @@ from functools import partial
 from types import FrameType
 from typing import NoReturn
 
-from lit_linreg.errors import UserError, one_line, require
+from lit_linreg.errors import UserError, one_line
 
 # LightningCLI's commands (``LitLinregCLI.subcommands()``): name -> help.
 TRAINER_COMMANDS = {
@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("lit_linreg.commands.theory:main", "the tutorial's gradient and gradient-descent figure"),
     "lr-sweep": ("lit_linreg.cli:lr_sweep", "train once per learning rate, compare the runs"),
     "make-data": (
-        "lit_linreg.launch:make_data",
+        "lit_linreg.commands.make_data:main",
         "write an example CSV (x1, x2, x3 -> y) and rows to predict; --format parquet: Parquet files",
     ),
     "serve": ("lit_linreg.deploy.serve:main", "serve a checkpoint over HTTP (POST /predict), on LitServe"),
@@ -206,21 +206,3 @@ def description(all_commands: bool = False) -> str:
             command = f"  lit-linreg {name:<10} "
             lines.append(textwrap.fill(command + help, width, subsequent_indent=" " * len(command)))
     return "\n".join(lines)
-
-
-def make_data(argv: list[str]) -> None:
-    """``lit-linreg make-data [--format csv|parquet] [options]``: the example CSV (the default), or a folder of Parquet
-    files; the other options go to that writer."""
-    options, data_format, args = [], "csv", iter(argv)
-    for arg in args:
-        name, equals, value = arg.partition("=")
-        if name == "--format":
-            data_format = value if equals else next(args, "")
-        else:
-            options.append(arg)
-    require(data_format in ("csv", "parquet"), f"make-data --format must be csv or parquet, got {data_format!r}")
-    if data_format == "parquet":
-        from lit_linreg.datasets.parquet import main as write
-    else:
-        from lit_linreg.datasets.csv import make_data_main as write
-    write(options)

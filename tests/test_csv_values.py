@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_linreg.datasets.csv import CSVRegressionData, make_data
+from lit_linreg.commands.make_data import make_data
+from lit_linreg.datasets.csv import CSVRegressionData
 from lit_linreg.errors import UserError
 from lit_linreg.report import ordinary_least_squares
 

@@ -23,9 +23,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor
 
 import lit_linreg.callbacks
+from lit_linreg.commands.make_data import main as make_data_main
+from lit_linreg.commands.make_data import write_parquet_dataset
 from lit_linreg.data import RegressionDataModule
-from lit_linreg.datasets.parquet import ParquetBatches, ParquetRegressionData, write_parquet_dataset
-from lit_linreg.datasets.parquet import main as parquet_main
+from lit_linreg.datasets.parquet import ParquetBatches, ParquetRegressionData
 from lit_linreg.deploy.model_io import held_out_rows
 from lit_linreg.errors import UserError
 from lit_linreg.launch import main
@@ -140,7 +141,22 @@ def test_write_parquet_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str
     np.testing.assert_allclose(torch.cat([weight, bias]), [0.7, 0.5, 0.3], atol=0.02)
     with pytest.raises(UserError, match="exists and is not empty"):
         write_parquet_dataset(str(out), rows=10)
-    parquet_main(["--out", str(tmp_path / "e"), "--rows", "10", "--features", "1", "--weight", "[2.0]", "--bias", "0"])
+    make_data_main(
+        [
+            "--format",
+            "parquet",
+            "--out",
+            str(tmp_path / "e"),
+            "--rows",
+            "10",
+            "--features",
+            "1",
+            "--weight",
+            "[2.0]",
+            "--bias",
+            "0",
+        ]
+    )
     x, y = (torch.from_numpy(pq.read_table(tmp_path / "e").column(name).to_numpy()) for name in ("x0", "y"))
     assert len(x) == 10 and torch.allclose(y, 2 * x, atol=0.5)  # noise_std 0.1
 

@@ -1,4 +1,4 @@
-"""The commands beside LightningCLI's fit/validate/test/predict (``lit_linreg.cli.COMMANDS`` lists them), and the
+"""The commands beside LightningCLI's fit/validate/test/predict (``lit_linreg.launch.COMMANDS`` lists them), and the
 parser they share: one option per parameter of a typed, documented function."""
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ Run: lit-linreg make-data && lit-linreg fit --config configs/csv_example.yaml
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -19,7 +18,6 @@ from lit_linreg.data import FLOAT32_MAX, RegressionDataModule, Seed
 from lit_linreg.datasets import check_columns, check_target
 from lit_linreg.datasets.csv_reader import Cells, check_delimiter, decimal_comma, is_number, read_cells, read_head
 from lit_linreg.errors import UserError, echo, require
-from lit_linreg.files import write_csv
 
 UNWRITABLE = (",", '"', "\n", "\r")  # characters that a name in predictions.csv's header cannot hold
 
@@ -277,73 +275,4 @@ def _not_a_number(cells: Cells, row: int, i: int, categories: bool) -> UserError
     )
 
 
-# The example data of `lit-linreg make-data`: features on different scales, Gaussian noise and one-sided outliers.
-EXAMPLE_FEATURES = {"x1": (0.0, 1.0, 0.7), "x2": (0.0, 10.0, -0.2), "x3": (-50.0, 50.0, 0.03)}  # low, high, weight
-EXAMPLE_BIAS = 0.3
-
-
-def make_data(
-    out: str = "data/example.csv",
-    new_rows_out: str = "data/new_rows.csv",
-    rows: int = 1000,
-    new_rows: int = 10,
-    noise_std: float = 0.05,
-    outliers: float = 0.05,
-    seed: int = 0,
-    scale: float = 1.0,
-) -> None:
-    """Write an example CSV, y = 0.7*x1 - 0.2*x2 + 0.03*x3 + 0.3 + noise with a few outliers, and a CSV of new rows
-    (features only) to predict. Then: lit-linreg fit --config configs/csv_example.yaml
-
-    Args:
-        out: the training CSV
-        new_rows_out: the CSV of new rows
-        rows: rows in the training CSV
-        new_rows: rows in the new-rows CSV
-        noise_std: standard deviation of the Gaussian noise on y
-        outliers: fraction of rows whose y is shifted up by 2 to 6
-        seed: the data's seed
-        scale: multiplies y (noise and outliers included): e.g. 200 for a target in the hundreds, as real tables have
-    """
-    require(rows > 0 and new_rows > 0, f"--rows and --new_rows must be > 0, got {rows}, {new_rows}")
-    require(math.isfinite(noise_std) and noise_std >= 0, f"--noise_std must be >= 0, got {noise_std}")
-    require(0 <= outliers <= 1, f"--outliers must be a fraction between 0 and 1, got {outliers}")
-    require(
-        math.isfinite(scale) and scale != 0 and abs(scale) <= 1e30, f"--scale must be a non-zero number, got {scale}"
-    )
-    for option, path in (("--out", out), ("--new_rows_out", new_rows_out)):
-        require(
-            not Path(path).is_dir(), f"{option} {path} is a folder; give a file path, e.g. {Path(path) / 'example.csv'}"
-        )
-    require(
-        Path(out).resolve() != Path(new_rows_out).resolve(), f"--out and --new_rows_out are both {out}; give two files"
-    )
-    generator = torch.Generator().manual_seed(seed)
-    lows, highs, weights = (torch.tensor(v, dtype=torch.float64) for v in zip(*EXAMPLE_FEATURES.values()))
-
-    def features(count: int) -> Tensor:
-        return lows + (highs - lows) * torch.rand(count, len(lows), generator=generator, dtype=torch.float64)
-
-    x = features(rows)
-    y = x @ weights + EXAMPLE_BIAS + noise_std * torch.randn(rows, generator=generator, dtype=torch.float64)
-    shifted = torch.rand(rows, generator=generator, dtype=torch.float64) < outliers
-    y += shifted * (2 + 4 * torch.rand(rows, generator=generator, dtype=torch.float64))
-    y *= scale
-    names = list(EXAMPLE_FEATURES)
-    write_csv(out, [*names, "y"], [*x.T, y])
-    write_csv(new_rows_out, names, list(features(new_rows).T))
-    print(
-        f"wrote {out} ({rows} rows: {', '.join(names)} -> y, {int(shifted.sum())} outliers) and {new_rows_out} "
-        f"({new_rows} rows of {', '.join(names)})",
-        flush=True,
-    )
-
-
-def make_data_main(argv: list[str]) -> None:
-    """``lit-linreg make-data [options]``: :func:`make_data` with the options of ``argv``."""
-    from lit_linreg.commands import command_parser  # here: the data classes need no command-line parser
-
-    make_data(**command_parser("lit-linreg make-data", make_data).parse_args(argv).as_dict())
-
-
-__all__ = ["CSVRegressionData", "make_data", "make_data_main"]
+__all__ = ["CSVRegressionData"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -417,76 +416,4 @@ class ParquetRegressionData(RegressionDataModule):
         return block[:, :-1], block[:, -1:]
 
 
-def write_parquet_dataset(
-    out: str = "data/large",
-    rows: int = 10_000_000,
-    features: int = 8,
-    noise_std: float = 0.1,
-    weight: list[float] | None = None,
-    bias: float = 0.3,
-    seed: int = 0,
-    rows_per_file: int = 10_000_000,
-    row_group_rows: int = 131_072,
-) -> Path:
-    """Write y = x·weight + bias + noise as a folder of Parquet files (float32 columns x0, x1, ..., y), with x and
-    the noise Gaussian, one file after another in bounded memory. Then: lit-linreg fit --data.class_path
-    lit_linreg.datasets.parquet.ParquetRegressionData --data.path <out> --data.target y
-
-    Args:
-        out: the folder to create (it must not exist, or be empty)
-        rows: rows in all
-        features: columns of x
-        noise_std: standard deviation of the Gaussian noise on y
-        weight: one weight per feature; null: 0.7, 0.5, 0.3, ... (0.2 apart)
-        bias: the bias
-        seed: the data's seed (file i draws from (seed, i), so files can be written in any order)
-        rows_per_file: rows per file
-        row_group_rows: rows per row group: the unit that the loader reads and shuffles
-    """
-    for name, value in (("rows", rows), ("features", features), ("rows_per_file", rows_per_file)):
-        require(isinstance(value, int) and value > 0, f"--{name} must be a positive integer, got {value!r}")
-    require(
-        isinstance(row_group_rows, int) and row_group_rows > 0, f"--row_group_rows must be > 0, got {row_group_rows}"
-    )
-    require(math.isfinite(noise_std) and noise_std >= 0, f"--noise_std must be >= 0, got {noise_std}")
-    w = np.array([round(0.7 - 0.2 * i, 10) for i in range(features)] if weight is None else weight, np.float32)
-    require(w.shape == (features,), f"--weight has {len(w)} values but --features is {features}")
-    folder = Path(out)
-    require(
-        not folder.is_file() and not (folder.is_dir() and any(folder.iterdir())),
-        f"{out} exists and is not empty; choose a new --out",
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"x{i}" for i in range(features)]
-    schema = pa.schema([(name, pa.float32()) for name in [*names, "y"]])
-    files = math.ceil(rows / rows_per_file)
-    for index in range(files):
-        rng = np.random.default_rng([seed % 2**64, index])
-        path = folder / f"part-{index:05d}.parquet"
-        tmp = folder / f".{path.name}.tmp"  # hidden, so a reader skips it until it is complete
-        # Random floats never repeat and do not compress: a dictionary or a codec would only cost time (a dictionary
-        # also 1.5x the size on disk).
-        with pq.ParquetWriter(tmp, schema, use_dictionary=False, compression="none") as writer:
-            left = min(rows_per_file, rows - index * rows_per_file)
-            while left:
-                n = min(row_group_rows, left)
-                x = rng.standard_normal((features, n), dtype=np.float32)  # a row per column: no copy for pyarrow
-                y = w @ x + np.float32(bias) + np.float32(noise_std) * rng.standard_normal(n, dtype=np.float32)
-                writer.write_table(pa.Table.from_arrays([*x, y], schema=schema), row_group_size=n)
-                left -= n
-        os.replace(tmp, path)
-    print(f"wrote {out}: {rows:,} rows of {', '.join(names)} -> y in {files} Parquet file(s)", flush=True)
-    return folder
-
-
-def main(argv: list[str]) -> None:
-    """``lit-linreg make-data --format parquet [options]``: :func:`write_parquet_dataset` with the options of
-    ``argv`` (``--format parquet`` already removed)."""
-    from lit_linreg.commands import command_parser  # here: the data classes need no command-line parser
-
-    write_parquet_dataset(
-        **command_parser("lit-linreg make-data --format parquet", write_parquet_dataset).parse_args(argv).as_dict()
-    )
-
-
-__all__ = ["ParquetBatches", "ParquetRegressionData", "ParquetRows", "ParquetStream", "main", "write_parquet_dataset"]
+__all__ = ["ParquetBatches", "ParquetRegressionData", "ParquetRows", "ParquetStream"]
